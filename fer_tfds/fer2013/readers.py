@@ -1,0 +1,210 @@
+"""Reads a FER2013 input into one in-memory table of examples.
+
+Every reader validates everything before anything is written, so a bad file
+fails the build up front, and returns the unusable rows as `Problem`s for the
+builder to fail on (strict) or to skip and record (`skip_bad_rows`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import sys
+import tarfile
+import zipfile
+import zlib
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+from absl import logging
+from PIL import Image, UnidentifiedImageError
+
+from .errors import Fer2013InputError, Problem
+from .pixels import IMAGE_SHAPE, IMAGE_SIZE, parse_pixel_string
+from .sources import CSV_KINDS, IMAGE_MEMBER, IMAGE_SUFFIXES, Kind, Source, iter_image_files, open_csv
+
+EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+USAGES = ("Training", "PublicTest", "PrivateTest")
+UNKNOWN_USAGE = ""  # the input says nothing: the split is carved out later
+_USAGE_PREFIX = re.compile(r"^(Training|PublicTest|PrivateTest)_")
+# The columns each CSV kind must have (header names are compared stripped).
+REQUIRED_COLUMNS = {
+    Kind.FER2013_CSV: ("emotion", "pixels", "Usage"),
+    Kind.ICML_CSV: ("emotion", "Usage", "pixels"),
+    Kind.CHALLENGE_TRAIN_CSV: ("emotion", "pixels"),
+}
+
+
+@dataclass
+class ExampleTable:
+  """All examples of one input, in input order."""
+
+  ids: list[str]
+  images: np.ndarray  # (n, 48, 48, 1) uint8
+  labels: np.ndarray  # (n,) int64 in 0..6
+  usages: list[str]  # one of USAGES, or UNKNOWN_USAGE
+
+  def __len__(self) -> int:
+    return len(self.ids)
+
+  def select(self, keep: np.ndarray) -> ExampleTable:
+    """The rows where `keep` is true (a boolean mask)."""
+    index = np.flatnonzero(keep)
+    return ExampleTable(
+        ids=[self.ids[i] for i in index],
+        images=self.images[index],
+        labels=self.labels[index],
+        usages=[self.usages[i] for i in index],
+    )
+
+
+def read_source(source: Source) -> tuple[ExampleTable, list[Problem]]:
+  """Reads and validates the whole input."""
+  if source.kind is Kind.IMAGE_FOLDERS:
+    return read_image_folders(source)
+  return read_csv(source)
+
+
+def read_csv(source: Source) -> tuple[ExampleTable, list[Problem]]:
+  """Reads one of the CSV releases; ids are `<file>:<line>`."""
+  csv.field_size_limit(sys.maxsize)
+  required = REQUIRED_COLUMNS[source.kind]
+  ids: list[str] = []
+  pixel_rows: list[str] = []
+  labels: list[int] = []
+  usages: list[str] = []
+  problems: list[Problem] = []
+  try:
+    with open_csv(source) as text:
+      reader = csv.reader(text)
+      header = next(reader, None)
+      if header is None:
+        raise Fer2013InputError(
+            f"{source.name}: the file is empty; expected a header "
+            f"{','.join(required)} and one row per image. Download it again."
+        )
+      columns = {name.strip(): i for i, name in enumerate(header)}
+      missing = [c for c in required if c not in columns]
+      if missing:
+        raise Fer2013InputError(
+            f"{source.name}: missing column(s) {', '.join(missing)} in the header "
+            f"(found: {', '.join(n.strip() for n in header)[:200]}). A "
+            f"{source.kind.value} needs the columns {', '.join(required)}."
+        )
+      emotion_col, pixels_col = columns["emotion"], columns["pixels"]
+      usage_col = columns.get("Usage")
+      for row in reader:
+        location = f"{source.name}:{reader.line_num}"
+        if len(row) != len(header):
+          problems.append(
+              Problem(location, f"has {len(row)} fields, expected {len(header)} "
+                      f"({','.join(header)}); the row is truncated or malformed")
+          )
+          continue
+        emotion = row[emotion_col].strip()
+        if emotion not in _EMOTION_CODES:
+          problems.append(Problem(location, f"unknown emotion code {emotion[:20]!r}, expected 0..6"))
+          continue
+        usage = UNKNOWN_USAGE
+        if usage_col is not None:
+          usage = row[usage_col].strip()
+          if usage not in USAGES:
+            problems.append(Problem(location, f"unknown Usage {usage[:20]!r}, expected one of {', '.join(USAGES)}"))
+            continue
+        ids.append(location)
+        pixel_rows.append(row[pixels_col])
+        labels.append(_EMOTION_CODES[emotion])
+        usages.append(usage)
+  except (EOFError, OSError, zlib.error, zipfile.BadZipFile, tarfile.TarError, csv.Error,
+          UnicodeDecodeError) as error:
+    raise Fer2013InputError(
+        f"{source.name}: cannot read the file ({type(error).__name__}: {error}). "
+        "It is truncated or corrupt: download it again."
+    ) from None
+  if not ids and not problems:
+    raise Fer2013InputError(f"{source.name}: the file has a header but no rows. Download it again.")
+
+  images = np.zeros((len(ids), *IMAGE_SHAPE), dtype=np.uint8)
+  good = np.ones(len(ids), dtype=bool)
+  for index, pixels in enumerate(pixel_rows):
+    try:
+      images[index] = parse_pixel_string(pixels)
+    except ValueError as error:
+      problems.append(Problem(ids[index], str(error)))
+      good[index] = False
+  table = ExampleTable(ids, images, np.asarray(labels, dtype=np.int64), usages)
+  problems.sort(key=_line_of)
+  return (table if good.all() else table.select(good)), problems
+
+
+def read_image_folders(source: Source) -> tuple[ExampleTable, list[Problem]]:
+  """Reads `train/<emotion>/*` and `test/<emotion>/*`; ids are member paths.
+
+  The usage comes from the `Training_`/`PublicTest_`/`PrivateTest_` file name
+  prefix. Without one, files in `test/` are test examples and files in
+  `train/` have no usage: validation is carved out of them later.
+  """
+  ids: list[str] = []
+  images: list[np.ndarray] = []
+  labels: list[int] = []
+  usages: list[str] = []
+  problems: list[Problem] = []
+  converted: Counter[str] = Counter()
+  try:
+    for path, data in iter_image_files(source):
+      location = f"{source.path.name}:{path}" if source.is_archive else path
+      folder, emotion, file_name = IMAGE_MEMBER.search(path).groups()  # type: ignore[union-attr]
+      if file_name.startswith("."):
+        logging.info("Ignoring hidden file %s.", location)
+        continue
+      if emotion not in EMOTIONS:
+        problems.append(Problem(location, f"unknown emotion folder {emotion!r}, expected one of {', '.join(EMOTIONS)}"))
+        continue
+      if not file_name.lower().endswith(IMAGE_SUFFIXES):
+        problems.append(Problem(location, f"not an image file (expected {', '.join(IMAGE_SUFFIXES)})"))
+        continue
+      try:
+        with Image.open(io.BytesIO(data)) as image:
+          image.load()
+          if image.size != (IMAGE_SIZE, IMAGE_SIZE):
+            problems.append(Problem(location, f"image is {image.size[0]}x{image.size[1]}, expected 48x48"))
+            continue
+          if image.mode != "L":
+            converted[image.mode] += 1
+          pixels = np.asarray(image.convert("L"), dtype=np.uint8)
+      except (UnidentifiedImageError, OSError, ValueError) as error:
+        problems.append(Problem(location, f"unreadable image ({error})"))
+        continue
+      prefix = _USAGE_PREFIX.match(file_name)
+      if prefix:
+        usage = prefix.group(1)
+      else:
+        usage = "PrivateTest" if folder == "test" else UNKNOWN_USAGE
+      ids.append(path)
+      images.append(pixels.reshape(IMAGE_SHAPE))
+      labels.append(EMOTIONS.index(emotion))
+      usages.append(usage)
+  except (EOFError, OSError, zlib.error, zipfile.BadZipFile, tarfile.TarError) as error:
+    raise Fer2013InputError(
+        f"{source.name}: cannot read the image archive ({type(error).__name__}: {error}). "
+        "It is truncated or corrupt: download it again."
+    ) from None
+  for mode, count in sorted(converted.items()):
+    logging.info("Converted %d %s-mode images of %s to grayscale.", count, mode, source.name)
+  if not ids and not problems:
+    raise Fer2013InputError(
+        f"{source.name}: no images under train/<emotion>/ or test/<emotion>/."
+    )
+  stacked = np.stack(images) if images else np.zeros((0, *IMAGE_SHAPE), np.uint8)
+  return ExampleTable(ids, stacked, np.asarray(labels, dtype=np.int64), usages), problems
+
+
+_EMOTION_CODES = {str(code): code for code in range(len(EMOTIONS))}
+assert set(CSV_KINDS.values()) == set(REQUIRED_COLUMNS)
+
+
+def _line_of(problem: Problem) -> int:
+  _, _, line = problem.location.rpartition(":")
+  return int(line) if line.isdigit() else 0
