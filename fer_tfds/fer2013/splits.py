@@ -33,7 +33,10 @@ def assign_splits(table: ExampleTable) -> tuple[dict[str, np.ndarray], list[str]
     for label in np.unique(table.labels[unassigned]):
       members = unassigned[table.labels[unassigned] == label]
       members = members[rng.permutation(members.size)]
-      take = int(round(members.size * CARVE_FRACTION))
+      # At least one example per class and carved split, if the class allows.
+      take = max(1, round(members.size * CARVE_FRACTION))
+      if members.size <= len(to_carve):
+        take = 0
       for index, split in enumerate(to_carve):
         split_of[members[index * take : (index + 1) * take]] = split
     split_of[split_of == ""] = "train"
