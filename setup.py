@@ -36,7 +36,7 @@ setup(
         "importlib_resources",
     ],
     extras_require={
-        "dev": ["pytest>=8", "ruff>=0.6"],
+        "dev": ["pytest>=8", "ruff>=0.6", "dill"],  # dill: tfds.testing,
         "gpu": ["tensorflow[and-cuda]>=2.16"],
     },
 )

@@ -23,7 +23,15 @@ from PIL import Image, UnidentifiedImageError
 
 from .errors import Fer2013InputError, Problem
 from .pixels import IMAGE_SHAPE, IMAGE_SIZE, parse_pixel_string
-from .sources import CSV_KINDS, IMAGE_MEMBER, IMAGE_SUFFIXES, Kind, Source, iter_image_files, open_csv
+from .sources import (
+  CSV_KINDS,
+  IMAGE_MEMBER,
+  IMAGE_SUFFIXES,
+  Kind,
+  Source,
+  iter_image_files,
+  open_csv,
+)
 
 EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 USAGES = ("Training", "PublicTest", "PrivateTest")
@@ -105,13 +113,17 @@ def read_csv(source: Source) -> tuple[ExampleTable, list[Problem]]:
           continue
         emotion = row[emotion_col].strip()
         if emotion not in _EMOTION_CODES:
-          problems.append(Problem(location, f"unknown emotion code {emotion[:20]!r}, expected 0..6"))
+          problems.append(
+              Problem(location, f"unknown emotion code {emotion[:20]!r}, expected 0..6")
+          )
           continue
         usage = UNKNOWN_USAGE
         if usage_col is not None:
           usage = row[usage_col].strip()
           if usage not in USAGES:
-            problems.append(Problem(location, f"unknown Usage {usage[:20]!r}, expected one of {', '.join(USAGES)}"))
+            problems.append(Problem(
+                location, f"unknown Usage {usage[:20]!r}, expected one of {', '.join(USAGES)}"
+            ))
             continue
         ids.append(location)
         pixel_rows.append(row[pixels_col])
@@ -124,7 +136,9 @@ def read_csv(source: Source) -> tuple[ExampleTable, list[Problem]]:
         "It is truncated or corrupt: download it again."
     ) from None
   if not ids and not problems:
-    raise Fer2013InputError(f"{source.name}: the file has a header but no rows. Download it again.")
+    raise Fer2013InputError(
+        f"{source.name}: the file has a header but no rows. Download it again."
+    )
 
   images = np.zeros((len(ids), *IMAGE_SHAPE), dtype=np.uint8)
   good = np.ones(len(ids), dtype=bool)
@@ -159,33 +173,21 @@ def read_image_folders(source: Source) -> tuple[ExampleTable, list[Problem]]:
       if file_name.startswith("."):
         logging.info("Ignoring hidden file %s.", location)
         continue
-      if emotion not in EMOTIONS:
-        problems.append(Problem(location, f"unknown emotion folder {emotion!r}, expected one of {', '.join(EMOTIONS)}"))
-        continue
-      if not file_name.lower().endswith(IMAGE_SUFFIXES):
-        problems.append(Problem(location, f"not an image file (expected {', '.join(IMAGE_SUFFIXES)})"))
-        continue
       try:
-        with Image.open(io.BytesIO(data)) as image:
-          image.load()
-          if image.size != (IMAGE_SIZE, IMAGE_SIZE):
-            problems.append(Problem(location, f"image is {image.size[0]}x{image.size[1]}, expected 48x48"))
-            continue
-          if image.mode != "L":
-            converted[image.mode] += 1
-          pixels = np.asarray(image.convert("L"), dtype=np.uint8)
-      except (UnidentifiedImageError, OSError, ValueError) as error:
-        problems.append(Problem(location, f"unreadable image ({error})"))
+        pixels, mode = _decode_image(emotion, file_name, data)
+      except _BadImage as error:
+        problems.append(Problem(location, str(error)))
         continue
+      if mode != "L":
+        converted[mode] += 1
       prefix = _USAGE_PREFIX.match(file_name)
       if prefix:
-        usage = prefix.group(1)
+        usages.append(prefix.group(1))
       else:
-        usage = "PrivateTest" if folder == "test" else UNKNOWN_USAGE
+        usages.append("PrivateTest" if folder == "test" else UNKNOWN_USAGE)
       ids.append(path)
-      images.append(pixels.reshape(IMAGE_SHAPE))
+      images.append(pixels)
       labels.append(EMOTIONS.index(emotion))
-      usages.append(usage)
   except (EOFError, OSError, zlib.error, zipfile.BadZipFile, tarfile.TarError) as error:
     raise Fer2013InputError(
         f"{source.name}: cannot read the image archive ({type(error).__name__}: {error}). "
@@ -199,6 +201,27 @@ def read_image_folders(source: Source) -> tuple[ExampleTable, list[Problem]]:
     )
   stacked = np.stack(images) if images else np.zeros((0, *IMAGE_SHAPE), np.uint8)
   return ExampleTable(ids, stacked, np.asarray(labels, dtype=np.int64), usages), problems
+
+
+class _BadImage(ValueError):
+  """An image file that cannot be an example; the message says why."""
+
+
+def _decode_image(emotion: str, file_name: str, data: bytes) -> tuple[np.ndarray, str]:
+  """The (48, 48, 1) grayscale pixels of one image file, and its original mode."""
+  if emotion not in EMOTIONS:
+    raise _BadImage(f"unknown emotion folder {emotion!r}, expected one of {', '.join(EMOTIONS)}")
+  if not file_name.lower().endswith(IMAGE_SUFFIXES):
+    raise _BadImage(f"not an image file (expected {', '.join(IMAGE_SUFFIXES)})")
+  try:
+    with Image.open(io.BytesIO(data)) as image:
+      image.load()
+      if image.size != (IMAGE_SIZE, IMAGE_SIZE):
+        raise _BadImage(f"image is {image.size[0]}x{image.size[1]}, expected 48x48")
+      pixels = np.asarray(image.convert("L"), dtype=np.uint8)
+      return pixels.reshape(IMAGE_SHAPE), image.mode
+  except (UnidentifiedImageError, OSError, SyntaxError) as error:
+    raise _BadImage(f"unreadable image ({error})") from None
 
 
 _EMOTION_CODES = {str(code): code for code in range(len(EMOTIONS))}
