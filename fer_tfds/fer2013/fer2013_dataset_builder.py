@@ -165,10 +165,11 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
 def _manual_dir(dl_manager: tfds.download.DownloadManager, instructions: str) -> Path:
   """The manual dir, or an error that names it and carries the instructions."""
-  # `dl_manager.manual_dir` asserts that the folder exists; read the setting
-  # itself to name the missing folder in the message.
-  configured = getattr(dl_manager, "_manual_dir", None)
-  manual_dir = Path(os.fspath(configured)) if configured else None
+  try:
+    manual_dir: Path | None = Path(os.fspath(dl_manager.manual_dir))
+  except AssertionError:  # TFDS asserts that it exists; name it in our message.
+    configured = getattr(dl_manager, "_manual_dir", None)
+    manual_dir = Path(os.fspath(configured)) if configured else None
   if manual_dir is None or not manual_dir.is_dir() or not any(manual_dir.iterdir()):
     raise Fer2013InputError(
         f"the manual directory {manual_dir or '(not set)'} does not exist or is "
