@@ -1,0 +1,1 @@
+"""Embedded default data: procedurally drawn faces (no FER2013 needed)."""
