@@ -47,13 +47,9 @@ def pixel_string(image: np.ndarray) -> str:
   return " ".join(map(str, image.reshape(-1).tolist()))
 
 
-def write_csv(
-    path: Path,
-    rows: Sequence[tuple[int, str, np.ndarray]],
-    layout: str = "fer2013",
-) -> Path:
-  """Writes `fer2013` (emotion,pixels,Usage), `icml` (emotion, Usage, pixels)
-  or `train` (emotion,pixels) CSV text; gzipped when `path` ends in `.gz`."""
+def csv_bytes(rows: Sequence[tuple[int, str, np.ndarray]], layout: str = "fer2013") -> bytes:
+  """The CSV text of `rows` in the `fer2013` (emotion,pixels,Usage), `icml`
+  (emotion, Usage, pixels) or `train` (emotion,pixels) layout, as UTF-8 bytes."""
   lines = {
       "fer2013": ["emotion,pixels,Usage"]
       + [f"{label},{pixel_string(img)},{usage}" for label, usage, img in rows],
@@ -61,7 +57,16 @@ def write_csv(
       + [f"{label},{usage},{pixel_string(img)}" for label, usage, img in rows],
       "train": ["emotion,pixels"] + [f"{label},{pixel_string(img)}" for label, _, img in rows],
   }[layout]
-  data = ("\n".join(lines) + "\n").encode()
+  return ("\n".join(lines) + "\n").encode()
+
+
+def write_csv(
+    path: Path,
+    rows: Sequence[tuple[int, str, np.ndarray]],
+    layout: str = "fer2013",
+) -> Path:
+  """Writes `csv_bytes(rows, layout)` to `path`; gzipped when `path` ends in `.gz`."""
+  data = csv_bytes(rows, layout)
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_bytes(gzip.compress(data, mtime=0) if path.name.endswith(".gz") else data)
   return path

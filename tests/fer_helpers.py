@@ -1,0 +1,96 @@
+"""Shared helpers for the fer2013 builder tests: build into a tmp data_dir and read back."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from fer_tfds.fer2013 import fake_data
+from fer_tfds.fer2013.readers import EMOTIONS, USAGES
+
+SPLIT_OF_USAGE = {"Training": "train", "PublicTest": "validation", "PrivateTest": "test"}
+SPLITS = ("train", "validation", "test")
+# The default drawn input: 14 Training, 7 PublicTest, 7 PrivateTest rows; labels cycle 0..6.
+N_PER_USAGE = (14, 7, 7)
+
+
+def build(manual_dir, data_dir, config="strict", download_mode=None):
+  """Builds `fer2013/<config>` from `manual_dir` into `data_dir`; returns the builder."""
+  builder = tfds.builder(f"fer2013/{config}", data_dir=str(data_dir))
+  kwargs = {"manual_dir": str(manual_dir)}
+  if download_mode is not None:
+    kwargs["download_mode"] = download_mode
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(**kwargs))
+  return builder
+
+
+def read_split(builder, split):
+  """The examples of `split` in stored order (no file shuffling), as numpy."""
+  ds = builder.as_dataset(split=split, shuffle_files=False)
+  return [
+      {"id": ex["id"].decode(), "image": ex["image"], "label": int(ex["label"])}
+      for ex in tfds.as_numpy(ds)
+  ]
+
+
+def read_all(builder):
+  """`{split: [example, ...]}` for every split the builder has."""
+  return {split: read_split(builder, split) for split in builder.info.splits}
+
+
+def split_sizes(builder):
+  return {name: info.num_examples for name, info in builder.info.splits.items()}
+
+
+def csv_expected(rows, file_name="fer2013.csv"):
+  """`{split: {id: (label, image)}}` of a CSV written by `fake_data.write_csv`."""
+  expected = {split: {} for split in SPLITS}
+  for index, (label, usage, image) in enumerate(rows):
+    # Line 1 is the header, so row `index` is on line `index + 2`.
+    expected[SPLIT_OF_USAGE[usage]][f"{file_name}:{index + 2}"] = (label, image)
+  return expected
+
+
+def image_expected(rows):
+  """`{split: {id: (label, image)}}` of `fake_data.image_files(rows)` (prefixed names)."""
+  expected = {split: {} for split in SPLITS}
+  for index, (label, usage, image) in enumerate(rows):
+    folder = "train" if usage == "Training" else "test"
+    item = f"{folder}/{EMOTIONS[label]}/{usage}_{index}.png"
+    expected[SPLIT_OF_USAGE[usage]][item] = (label, image)
+  return expected
+
+
+def assert_matches(actual, expected):
+  """Every split holds exactly the expected ids, labels and pixels."""
+  assert {s: len(e) for s, e in actual.items()} == {
+      s: len(e) for s, e in expected.items() if e
+  }
+  for split, examples in actual.items():
+    assert sorted(ex["id"] for ex in examples) == sorted(expected[split]), split
+    for ex in examples:
+      label, image = expected[split][ex["id"]]
+      assert ex["label"] == label, ex["id"]
+      assert ex["image"].dtype == np.uint8
+      assert ex["image"].shape == (48, 48, 1)
+      np.testing.assert_array_equal(ex["image"][..., 0], image, err_msg=ex["id"])
+
+
+def default_rows(seed=0):
+  return fake_data.fake_rows(N_PER_USAGE, seed=seed)
+
+
+def write_bad_csv(path, lines, header="emotion,pixels,Usage"):
+  """Writes a CSV of literal `lines` (after `header`); for malformed input."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text("\n".join([header, *lines]) + "\n")
+  return path
+
+
+def good_line(label=0, usage="Training", seed=0):
+  """One valid fer2013.csv line with a drawn image."""
+  image = fake_data.fake_images(1, seed)[0]
+  return f"{label},{fake_data.pixel_string(image)},{usage}"
+
+
+assert USAGES == tuple(SPLIT_OF_USAGE)
