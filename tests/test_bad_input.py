@@ -262,11 +262,6 @@ def test_mixed_problems_listed_in_line_order(tmp_path):
   assert "skip_bad_rows" in message  # says how to build anyway
 
 
-@pytest.mark.xfail(
-    reason="BUG: readers.read_csv counts a blank line (e.g. an extra newline at the end of the "
-    "file) as a malformed row ('has 0 fields'), so a valid file with a trailing blank line fails",
-    strict=True,
-)
 def test_trailing_blank_line_is_not_a_bad_row(tmp_path):
   """An extra empty line at the end of an otherwise valid CSV is not a bad row."""
   data = _full_csv() + b"\n"
@@ -276,11 +271,6 @@ def test_trailing_blank_line_is_not_a_bad_row(tmp_path):
   assert sum(helpers.split_sizes(builder).values()) == 28
 
 
-@pytest.mark.xfail(
-    reason="BUG: sources.open_csv decodes as 'utf-8', not 'utf-8-sig', so a CSV saved with a "
-    "byte-order mark (Excel) fails with 'missing column(s) emotion' although it has one",
-    strict=True,
-)
 def test_csv_with_byte_order_mark(tmp_path):
   """A UTF-8 BOM before the header (as Excel writes) does not hide the emotion column."""
   (tmp_path / "manual").mkdir()

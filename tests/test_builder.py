@@ -202,11 +202,6 @@ def test_unprefixed_images(unprefixed, rows):
       np.testing.assert_array_equal(ex["image"][..., 0], by_id[ex["id"]][1])
 
 
-@pytest.mark.xfail(
-    reason="BUG: sources.find_sources ignores train/ and test/ placed directly in the manual "
-    "dir, so the extracted image release as downloaded is reported as 'no FER2013 input'",
-    strict=True,
-)
 def test_image_folders_directly_in_manual_dir(rows, tmp_path):
   """The image release extracted straight into the manual dir builds (README: 'as you got it')."""
   fake_data.write_folder(tmp_path / "manual", fake_data.image_files(rows))

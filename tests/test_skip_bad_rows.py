@@ -156,12 +156,6 @@ def test_bad_images_skipped(tmp_path, rows, caplog):
   assert all(item in caplog.text for item in skipped)
 
 
-@pytest.mark.xfail(
-    reason="BUG: with skip_bad_rows, an input whose every row is bad 'builds' a dataset with no "
-    "splits at all instead of failing; fer2013_dataset_builder._split_generators should raise "
-    "Fer2013InputError when nothing is left",
-    strict=True,
-)
 def test_all_rows_bad_is_an_error(tmp_path):
   """Skipping every row must not produce an empty dataset silently."""
   lines = [f"{code},{' '.join(_PIXELS)},Training" for code in (7, 8, 9)]
@@ -170,12 +164,6 @@ def test_all_rows_bad_is_an_error(tmp_path):
     helpers.build(tmp_path / "manual", tmp_path / "data", config="skip_bad_rows")
 
 
-@pytest.mark.xfail(
-    reason="BUG: readers._decode_image puts PIL's message into the reason, and it contains "
-    "the repr of a BytesIO ('<_io.BytesIO object at 0x7f...>'), so identical builds record "
-    "different skipped_rows metadata",
-    strict=True,
-)
 def test_skip_reasons_are_reproducible(tmp_path):
   """Two builds of the same bad input record identical skipped_rows (no memory addresses)."""
   files = {**fake_data.image_files(helpers.default_rows()),

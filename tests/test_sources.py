@@ -71,11 +71,6 @@ def test_finds_nested_image_folder(tmp_path, small_rows):
   assert find_sources(tmp_path) == [Source(Kind.IMAGE_FOLDERS, tmp_path / "fer2013")]
 
 
-@pytest.mark.xfail(
-    reason="BUG: find_sources never looks at manual_dir itself, so train/ and test/ extracted "
-    "directly into the manual dir (the msambare release as downloaded) are not found",
-    strict=True,
-)
 def test_finds_image_folders_at_top_of_manual_dir(tmp_path, small_rows):
   """The image release extracted straight into the manual dir (manual/train, manual/test)."""
   fake_data.write_folder(tmp_path, fake_data.image_files(small_rows))

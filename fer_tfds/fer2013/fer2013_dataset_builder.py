@@ -141,6 +141,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       for problem in problems:
         logging.warning("Skipping %s", problem)
       logging.warning("Skipped %d unusable rows of %s.", len(problems), source.name)
+      if not len(table):
+        raise problems_error(problems, f"Every row of {source.name} is unusable: fix the input.")
     splits, carved = assign_splits(table)
     if carved:
       logging.warning(

@@ -75,6 +75,8 @@ class Source:
 def find_sources(manual_dir: Path) -> list[Source]:
   """All recognised inputs under `manual_dir`, best first."""
   found: list[Source] = []
+  if (manual_dir / "train").is_dir() or (manual_dir / "test").is_dir():
+    found.append(Source(Kind.IMAGE_FOLDERS, manual_dir))
   for path in _walk(manual_dir):
     if path.is_dir():
       if (path / "train").is_dir() or (path / "test").is_dir():
@@ -114,12 +116,22 @@ def choose_source(manual_dir: Path, instructions: str = "") -> Source:
 
 
 @contextmanager
-def open_csv(source: Source) -> Iterator[IO[str]]:
-  """Opens a CSV input (plain, gzipped, or inside an archive) as text."""
+def open_csv_binary(source: Source) -> Iterator[IO[bytes]]:
+  """Opens a CSV input (plain, gzipped, or inside an archive) as bytes."""
   with _open_binary(source) as raw:
     if _name_of(source).lower().endswith(".gz"):
       raw = gzip.GzipFile(fileobj=raw)
-    yield io.TextIOWrapper(raw, encoding="utf-8", newline="")
+    yield raw
+
+
+@contextmanager
+def open_csv(source: Source) -> Iterator[IO[str]]:
+  """Opens a CSV input as text.
+
+  `utf-8-sig` also reads files that spreadsheet programs saved with a BOM.
+  """
+  with open_csv_binary(source) as raw:
+    yield io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
 
 
 def iter_image_files(source: Source) -> Iterator[tuple[str, bytes]]:
