@@ -26,6 +26,7 @@ setup(
         "numpy",
         "pandas",
         "absl-py",
+        "pyarrow",  # fast path for well-formed CSVs (already a TFDS dependency)
         "pillow",  # decodes the image-folder release the way the CSV was made
         # The `tfds` command line imports these at start-up, even for builders
         # that use none of them (README, "The tfds command line"). apache-beam
