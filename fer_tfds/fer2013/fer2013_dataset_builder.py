@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -100,9 +102,11 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   def download_and_prepare(self, **kwargs):  # noqa: ANN003, ANN201
     """Keeps an earlier complete build until the new one has succeeded.
 
-    With `--overwrite`, TFDS deletes the existing data before generating; a
-    bad input would then leave nothing. The existing data is moved aside and
-    restored if the new build fails.
+    In an overwriting download mode (`REUSE_CACHE_IF_EXISTS`,
+    `FORCE_REDOWNLOAD`) TFDS deletes the existing data before generating, so a
+    bad input would leave nothing. The existing data is moved aside instead
+    and restored if the new build fails. (The `tfds build --overwrite` flag
+    deletes it before the builder is called; README, "Rebuilding".)
     """
     data_path = epath.Path(self.data_dir)
     backup = data_path.parent / f"{_BACKUP_PREFIX}{data_path.name}"
@@ -160,7 +164,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         for split, index in splits.items()
     }
 
-  def _generate_examples(self, ids, images, labels, index):  # noqa: ANN001, ANN202
+  def _generate_examples(
+      self, ids: list[str], images: np.ndarray, labels: np.ndarray, index: np.ndarray
+  ) -> Iterator[tuple[str, dict[str, Any]]]:
     for i in index:
       yield ids[i], {"image": images[i], "label": labels[i], "id": ids[i]}
 
