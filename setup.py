@@ -28,6 +28,8 @@ setup(
         "absl-py",
         "pyarrow",  # fast path for well-formed CSVs (already a TFDS dependency)
         "pillow",  # decodes the image-folder release the way the CSV was made
+        "matplotlib",  # training curves and confusion matrix of the trainer's report
+        "tensorboard",  # the trainer's TensorBoard callback (not a TensorFlow dependency)
         # The `tfds` command line imports these at start-up, even for builders
         # that use none of them (README, "The tfds command line"). apache-beam
         # >= 2.65 keeps the numpy/protobuf that TensorFlow uses; older ones
