@@ -106,6 +106,23 @@ def run(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = ())
   if config.max_steps_per_epoch:
     steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
 
+  with strategy.scope():
+    # Seeded again here: creating a strategy can draw from Python's random module, and the
+    # same seed must give the same initial weights under every strategy.
+    keras.utils.set_random_seed(config.seed)
+    try:
+      model = models.build_model(config.model, num_classes=len(class_names),
+                                 weights=config.weights, **config.hparams)
+    except (ValueError, OSError) as e:
+      raise UsageError(f"--model={config.model}: {_one_line(e)}") from None
+    model.compile(
+        optimizer=make_optimizer(config, steps_per_epoch),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+        jit_compile=config.jit_compile,
+        steps_per_execution=config.steps_per_execution,
+    )
+
   record = {
       "flags": config.to_json(),
       "dataset": dataset,
@@ -124,29 +141,15 @@ def run(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = ())
 
   common = dict(dataset=dataset, data_dir=config.data_dir, image_size=spec.image_size,
                 channels=spec.channels, seed=config.seed, deterministic=config.deterministic)
-  weights = None
+  class_weights = None
   if config.class_weights == "balanced":
     counts = label_counts(dataset, config.data_dir, len(class_names))
-    weights = balanced_class_weights(counts)
+    class_weights = balanced_class_weights(counts)
     logging.info("Class weights (balanced) from train label counts %s: %s",
                  dict(zip(class_names, counts.tolist(), strict=True)),
-                 dict(zip(class_names, np.round(weights, 3).tolist(), strict=True)))
+                 dict(zip(class_names, np.round(class_weights, 3).tolist(), strict=True)))
 
-  with strategy.scope():
-    try:
-      model = models.build_model(config.model, num_classes=len(class_names),
-                                 weights=config.weights, **config.hparams)
-    except (ValueError, OSError) as e:
-      raise UsageError(f"--model={config.model}: {_one_line(e)}") from None
-    model.compile(
-        optimizer=make_optimizer(config, steps_per_epoch),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-        metrics=["accuracy"],
-        jit_compile=config.jit_compile,
-        steps_per_execution=config.steps_per_execution,
-    )
-
-  train_ds = _train_input(strategy, config, common, len(class_names), weights)
+  train_ds = _train_input(strategy, config, common, len(class_names), class_weights)
   val_ds = data.make_dataset("validation", batch_size=config.batch_size, training=False,
                              **common).map(_one_hot(len(class_names)))
   model.fit(
@@ -262,23 +265,28 @@ def balanced_class_weights(counts: np.ndarray) -> np.ndarray:
   return weights
 
 
-def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-  """The optimizer with its schedule: linear warmup, then constant or cosine decay to 0.
+def learning_rate(config: TrainConfig, steps_per_epoch: int) -> Any:
+  """The learning rate: linear warmup from 0, then constant or cosine decay to 0.
 
-  Built from Keras's own CosineDecay (alpha=1 keeps it constant) so that
+  Keras's own CosineDecay (alpha=1 keeps it constant after the warmup), so that
   best.keras and model.keras load without any fer-tf code.
   """
   total = max(1, config.epochs * steps_per_epoch)
   warmup = min(total, round(config.warmup_epochs * steps_per_epoch))
-  lr: float | keras.optimizers.schedules.LearningRateSchedule = config.learning_rate
-  if warmup or config.lr_schedule == "cosine":
-    lr = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0 if warmup else config.learning_rate,
-        decay_steps=max(1, total - warmup),
-        alpha=1.0 if config.lr_schedule == "constant" else 0.0,
-        warmup_target=config.learning_rate if warmup else None,
-        warmup_steps=warmup,
-    )
+  if not warmup and config.lr_schedule == "constant":
+    return config.learning_rate
+  return keras.optimizers.schedules.CosineDecay(
+      initial_learning_rate=0.0 if warmup else config.learning_rate,
+      decay_steps=max(1, total - warmup),
+      alpha=1.0 if config.lr_schedule == "constant" else 0.0,
+      warmup_target=config.learning_rate if warmup else None,
+      warmup_steps=warmup,
+  )
+
+
+def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+  """--optimizer with the learning_rate schedule."""
+  lr = learning_rate(config, steps_per_epoch)
   if config.optimizer == "adam":
     return keras.optimizers.Adam(lr)
   if config.optimizer == "adamw":
