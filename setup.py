@@ -18,6 +18,7 @@ setup(
         "fer_tfds.fer2013": [
             "README.md", "CITATIONS.bib", "TAGS.txt", "checksums.tsv", "dummy_data/*",
         ],
+        "fer_tfds.fer2013_synthetic": ["README.md"],  # the dataset card (TFDS description)
     },
     install_requires=[
         "tensorflow>=2.16",

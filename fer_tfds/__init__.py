@@ -1,5 +1,5 @@
-"""TFDS datasets of fer-tf. `import fer_tfds` registers `fer2013` with TFDS."""
+"""TFDS datasets of fer-tf. `import fer_tfds` registers `fer2013` and `fer2013_synthetic`."""
 
-from fer_tfds import fer2013
+from fer_tfds import fer2013, fer2013_synthetic
 
-__all__ = ["fer2013"]
+__all__ = ["fer2013", "fer2013_synthetic"]

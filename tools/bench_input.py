@@ -1,0 +1,185 @@
+"""Benchmarks the training input pipeline of trainers/data.py alone (no model).
+
+Why: the input pipeline must never be what a training run waits for. This
+measures images/s of read + decode + cache + shuffle + batch + augment (and the
+RGB + 96x96 resize the pretrained backbones need) on all CPU cores, with and
+without augmentation and per augmentation op, and compares it with the
+model's own training speed (`--train_examples_per_s`); the goal is >= 10x.
+It reads the real fer2013 when prepared in `--data_dir`, else the synthetic set:
+
+  tfds build fer2013 --imports fer_tfds --manual_dir /tmp/fer2013 --data_dir DIR
+  python -m tools.bench_input --data_dir DIR [--batch_size 128] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from importlib import metadata
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from trainers import data  # noqa: E402
+
+GOAL = 10.0  # pipeline images/s over model training examples/s
+
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir (default ~/tensorflow_datasets).")
+_DATASET = flags.DEFINE_string(
+    "dataset", "auto", "TFDS name; 'auto': fer2013 if prepared in --data_dir, else synthetic.")
+_SPLIT = flags.DEFINE_string("split", "train", "Split to read.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Batch size.", lower_bound=1)
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed passes per variant (median).", lower_bound=1)
+_MIN_IMAGES = flags.DEFINE_integer(
+    "min_images", 60_000, "Images per timed pass (the cached split is repeated to reach it).",
+    lower_bound=1)
+_BACKBONE_SIZE = flags.DEFINE_integer("backbone_size", 96, "Image size of the RGB variant.")
+_TRAIN_RATE = flags.DEFINE_float(
+    "train_examples_per_s", 300.0,
+    "Training speed of the model (examples/s) to compare with; default: the small CNN on CPU.")
+_PER_OP = flags.DEFINE_bool("per_op", True, "Also time each augmentation op on its own.")
+
+
+def timed_pass(ds: tf.data.Dataset, batches: int) -> float:
+  """Images/s of iterating `batches` batches of `ds` (repeated as needed)."""
+  images, start = 0, time.perf_counter()
+  for batch in ds.repeat().take(batches):
+    images += int(batch[0].shape[0])
+  return images / (time.perf_counter() - start)
+
+
+def cold_epoch(ds: tf.data.Dataset) -> float:
+  """Images/s of the first epoch: reading and decoding the TFRecords, filling the cache."""
+  images, start = 0, time.perf_counter()
+  for batch in ds:
+    images += int(batch[0].shape[0])
+  return images / (time.perf_counter() - start)
+
+
+def measure(name: str, ds: tf.data.Dataset, batches: int, repeats: int) -> list[float]:
+  cold_epoch(ds)  # fills the cache; the timed passes read it, as every epoch after the first
+  samples = [timed_pass(ds, batches) for _ in range(repeats)]
+  print(f"  {name}: {statistics.median(samples):,.0f} images/s "
+        f"(samples: {', '.join(f'{s:,.0f}' for s in samples)})", flush=True)
+  return samples
+
+
+def keras_chain() -> keras.Sequential:
+  """The same augmentation as Keras preprocessing layers: one resampling per geometric op."""
+  layers = keras.layers
+  return keras.Sequential([
+      layers.RandomFlip("horizontal"),
+      layers.RandomRotation(data.MAX_ROTATION_DEG / 360, fill_mode="reflect"),
+      layers.RandomTranslation(data.MAX_SHIFT, data.MAX_SHIFT, fill_mode="reflect"),
+      layers.RandomZoom(data.MAX_ZOOM, fill_mode="reflect"),
+      layers.RandomBrightness(data.MAX_BRIGHTNESS, value_range=(0, 1)),
+      layers.RandomContrast(data.MAX_CONTRAST, value_range=(0, 1)),
+  ])
+
+
+def pad_crop(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+  """Random 4-pixel pad-and-crop (for comparison; the projective shift covers it)."""
+  padded = tf.pad(images, [[0, 0], [4, 4], [4, 4], [0, 0]], mode="REFLECT")
+  return tf.image.stateless_random_crop(padded, tf.shape(images), seed=seed)
+
+
+def op_variants() -> dict[str, Callable[[tf.Tensor, tf.Tensor], tf.Tensor]]:
+  """Each augmentation op alone, applied to float 48x48x1 batches with a per-batch seed."""
+  chain = keras_chain()
+
+  def geometry(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    shape = tf.shape(images)
+    transforms = data.affine_transforms(seed, shape[0], 48, 48, 1.0)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=transforms, output_shape=shape[1:3], fill_value=0.0,
+        interpolation="BILINEAR", fill_mode="REFLECT")
+
+  return {
+      "flip+rotate+shift+zoom, one ImageProjectiveTransformV3": geometry,
+      "brightness+contrast": lambda images, seed: data.jitter_intensity(images, seed, 1.0),
+      "all of augment_batch": lambda images, seed: data.augment_batch(images, seed, 1.0),
+      "keras Random* layers, same ops (6 layers)": lambda images, seed: chain(images,
+                                                                              training=True),
+      "pad 4 + random crop (not used)": pad_crop,
+      f"resize to {_BACKBONE_SIZE.value} + RGB": lambda images, seed: data.preprocess_images(
+          images, _BACKBONE_SIZE.value, 3),
+  }
+
+
+def with_op(base: tf.data.Dataset, op: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+            ) -> tf.data.Dataset:
+  seeds = tf.data.Dataset.random(seed=0).batch(2)
+  return tf.data.Dataset.zip(base, seeds).map(
+      lambda batch, seed: (op(batch[0], seed), batch[1]), num_parallel_calls=tf.data.AUTOTUNE
+  ).prefetch(tf.data.AUTOTUNE)
+
+
+def machine() -> str:
+  model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                if line.startswith("model name")), platform.processor())
+  versions = ", ".join(f"{p} {metadata.version(p)}" for p in ("tensorflow", "keras",
+                                                                "tensorflow-datasets"))
+  return (f"{len(os.sched_getaffinity(0))} usable cores, {model}; "
+          f"Python {platform.python_version()}, {versions}; load average (1 min) at the start "
+          f"{os.getloadavg()[0]:.2f}")
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  dataset = data.resolve_dataset(_DATASET.value, _DATA_DIR.value)
+  batch_size, repeats = _BATCH_SIZE.value, _REPEATS.value
+  batches = -(-_MIN_IMAGES.value // batch_size)
+  print(f"Machine: {machine()}\nDataset: {dataset}, split {_SPLIT.value}, batch {batch_size}, "
+        f"{repeats} passes of {batches * batch_size:,} images per variant (cache warm: every "
+        f"epoch after the first)", flush=True)
+
+  def train_ds(**kwargs: object) -> tf.data.Dataset:
+    return data.make_dataset(_SPLIT.value, dataset=dataset, data_dir=_DATA_DIR.value,
+                             batch_size=batch_size, training=True, **kwargs)
+
+  size = _BACKBONE_SIZE.value
+  pipelines = {
+      "train 48x48x1, augmented (the CNN)": train_ds(),
+      "train 48x48x1, no augmentation": train_ds(augment_strength=0.0),
+      f"train {size}x{size}x3, augmented (backbones)": train_ds(image_size=size, channels=3),
+      f"train {size}x{size}x3, no augmentation": train_ds(image_size=size, channels=3,
+                                                         augment_strength=0.0),
+  }
+  print("\nWhole training pipeline (read, decode, cache, shuffle, batch, augment, prefetch):")
+  results = {name: measure(name, ds, batches, repeats) for name, ds in pipelines.items()}
+  cold = cold_epoch(train_ds(cache=False))
+  print(f"  first epoch, 48x48x1 augmented, reading + decoding the TFRecords: {cold:,.0f} "
+        f"images/s")
+  if _PER_OP.value:
+    base = train_ds(augment_strength=0.0)
+    print("\nEach op alone, on cached float 48x48x1 batches (base = no augmentation above):")
+    for name, op in op_variants().items():
+      results[f"op: {name}"] = measure(f"op: {name}", with_op(base, op), batches, repeats)
+  report(results)
+  print(f"Load average (1 min) at the end: {os.getloadavg()[0]:.2f} on "
+        f"{len(os.sched_getaffinity(0))} cores (other processes skew the figures).")
+
+
+def report(results: dict[str, list[float]]) -> None:
+  rate = _TRAIN_RATE.value
+  base = statistics.median(results["train 48x48x1, no augmentation"])
+  print(f"\n=== Medians; ratio = pipeline / model training ({rate:g} examples/s), goal >= "
+        f"{GOAL:g}x ===")
+  print(f"{'variant':<62} {'images/s':>10} {'us/image':>9} {'ratio':>8}")
+  for name, samples in results.items():
+    median = statistics.median(samples)
+    extra = "" if not name.startswith("op: ") else f"  (+{1e6 / median - 1e6 / base:.1f} us)"
+    verdict = "PASS" if median / rate >= GOAL else "FAIL"
+    print(f"{name:<62} {median:>10,.0f} {1e6 / median:>9.1f} {median / rate:>7.0f}x {verdict}"
+          f"{extra}")
+
+
+if __name__ == "__main__":
+  app.run(main)
