@@ -163,6 +163,22 @@ def test_finished_run_is_kept_unless_overwrite(data_dir, tmp_path, capsys, monke
   assert history_epochs(model_dir) == [0]
 
 
+def test_mixed_precision_and_steps_per_execution(data_dir, tmp_path):
+  model_dir = tmp_path / "run"
+  try:
+    assert main.run(args(data_dir, model_dir, "--epochs=1", "--mixed_precision",
+                         "--steps_per_execution=2", "--strategy=one_device",
+                         "--optimizer=sgd", "--lr_schedule=constant")) == 0
+  finally:
+    keras.mixed_precision.set_global_policy("float32")
+  reloaded = keras.saving.load_model(model_dir / train.FINAL)
+  conv = next(layer for layer in reloaded.layers if isinstance(layer, keras.layers.Conv2D))
+  assert conv.dtype_policy.name in ("mixed_bfloat16", "mixed_float16")  # CPU / GPU
+  output = reloaded.predict(np.zeros((2, 48, 48, 1), np.float32), verbose=0)
+  assert output.dtype == np.float32 and output.shape == (2, 7)
+  assert json.loads((model_dir / train.report_name("validation")).read_text())["accuracy"] >= 0
+
+
 class _Crash(keras.callbacks.Callback):
   """Kills training (an exception) at the start of epoch `at`."""
 
@@ -202,6 +218,31 @@ def test_interrupted_run_resumes_and_refuses_other_settings(data_dir, tmp_path, 
   assert seen == [2]
   assert history_epochs(model_dir) == [0, 1, 2]
   assert (model_dir / train.FINISHED).is_file()
+
+
+def test_killed_while_exporting_finishes_without_retraining(data_dir, tmp_path, monkeypatch):
+  model_dir = tmp_path / "run"
+
+  def broken_report(*args, **kwargs):
+    raise RuntimeError("killed while writing the report")
+
+  monkeypatch.setattr(report, "classification_report", broken_report)
+  with pytest.raises(RuntimeError, match="killed while writing"):
+    main.run(args(data_dir, model_dir, "--epochs=2"))
+  assert history_epochs(model_dir) == [0, 1] and not (model_dir / train.FINISHED).exists()
+  monkeypatch.undo()
+
+  seen = []
+
+  class Record(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+      seen.append(epoch)
+
+  assert main.run(args(data_dir, model_dir, "--epochs=2"), callbacks=[Record()]) == 0
+  assert seen == []  # both epochs were backed up: nothing is trained again
+  assert history_epochs(model_dir) == [0, 1]
+  assert (model_dir / train.FINISHED).is_file()
+  assert (model_dir / train.report_name("validation")).is_file()
 
 
 def test_model_dir_that_is_not_a_run_is_never_deleted(data_dir, tmp_path, capsys):

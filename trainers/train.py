@@ -106,23 +106,7 @@ def run(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = ())
   if config.max_steps_per_epoch:
     steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
 
-  with strategy.scope():
-    # Seeded again here: creating a strategy can draw from Python's random module, and the
-    # same seed must give the same initial weights under every strategy.
-    keras.utils.set_random_seed(config.seed)
-    try:
-      model = models.build_model(config.model, num_classes=len(class_names),
-                                 weights=config.weights, **config.hparams)
-    except (ValueError, OSError) as e:
-      raise UsageError(f"--model={config.model}: {_one_line(e)}") from None
-    model.compile(
-        optimizer=make_optimizer(config, steps_per_epoch),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-        metrics=["accuracy"],
-        jit_compile=config.jit_compile,
-        steps_per_execution=config.steps_per_execution,
-    )
-
+  model = build_model(config, strategy, len(class_names), steps_per_epoch)
   record = {
       "flags": config.to_json(),
       "dataset": dataset,
@@ -163,6 +147,34 @@ def run(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = ())
   )
   _dedupe_history(os.path.join(model_dir, HISTORY))
   return _finish(model, config, dataset, class_names, common, initial_epoch)
+
+
+def build_model(config: TrainConfig, strategy: tf.distribute.Strategy, num_classes: int,
+                steps_per_epoch: int) -> keras.Model:
+  """The compiled model, its variables placed by `strategy`; a bad hparam is a UsageError."""
+  with strategy.scope():
+    # Seeded again here: creating a strategy can draw from Python's random module, and the
+    # same seed must give the same initial weights under every strategy.
+    keras.utils.set_random_seed(config.seed)
+    try:
+      model = models.build_model(config.model, num_classes=num_classes,
+                                 weights=config.weights, **config.hparams)
+    except (ValueError, OSError) as e:
+      raise UsageError(f"--model={config.model}: {_one_line(e)}") from None
+    except Exception as e:
+      if config.weights != "imagenet":
+        raise
+      # keras.applications raises a bare Exception when the download fails (offline).
+      raise UsageError(f"--weights=imagenet: cannot get the ImageNet weights of "
+                       f"{config.model}: {_one_line(e)}") from None
+    model.compile(
+        optimizer=make_optimizer(config, steps_per_epoch),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+        jit_compile=config.jit_compile,
+        steps_per_execution=config.steps_per_execution,
+    )
+  return model
 
 
 def resolve_dataset(name: str, data_dir: str | None) -> str:
