@@ -23,13 +23,19 @@ for arg in "$@"; do
   prev="$arg"
 done
 
+found=""
 for dir in "${FER2013_DIR:-}" "$ROOT/../shared/data/fer2013" "$HOME/tensorflow_datasets/downloads/manual"; do
   if [ -n "$dir" ] && [ -d "$dir" ] && [ -n "$(ls -A "$dir")" ]; then
     echo "== building fer2013 from $dir (skipped when already built)" >&2
     tfds build fer2013 --imports fer_tfds --manual_dir "$dir" ${DATA_DIR:+--data_dir "$DATA_DIR"}
+    found=1
     break
   fi
 done
+if [ -z "$found" ]; then
+  echo "== no FER2013 download found (set FER2013_DIR to the folder that holds it):" \
+       "training uses fer2013 if already built, else the synthetic faces" >&2
+fi
 
 # Quick-start defaults: a few minutes on 2 CPU cores with the synthetic faces
 # (fer_net learns them well past chance in 5 epochs; batch 32 gives batch norm
