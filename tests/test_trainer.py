@@ -293,6 +293,12 @@ def test_bad_model_hparam_value(data_dir, tmp_path, capsys):
   assert not (tmp_path / "run").exists()  # nothing to refuse a corrected rerun
 
 
+def test_cpu_devices_after_tensorflow_started(data_dir, tmp_path, capsys):
+  tf.constant(0)  # this process's TensorFlow runtime is running
+  assert main.run(args(data_dir, tmp_path / "run", "--cpu_devices=3")) == 2
+  assert "must be set before TensorFlow starts" in capsys.readouterr().err
+
+
 def test_hparams_file_merges_under_explicit_flags(tmp_path):
   hparams = write(tmp_path / "hp.json", json.dumps({
       "model": "vgg_style", "dropout": 0.3, "learning_rate": 0.01, "batch_size": 32,

@@ -18,11 +18,15 @@ def split_cpu(num_devices: int) -> None:
   if num_devices <= 0:
     return
   cpu = tf.config.list_physical_devices("CPU")[0]
+  current = tf.config.get_logical_device_configuration(cpu)
+  if current is not None and len(current) == num_devices:
+    return  # already split so (an earlier run in this process)
   try:
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * num_devices)
   except RuntimeError as e:
-    raise RuntimeError(f"cannot split the CPU into {num_devices} devices: {e}") from e
+    raise ValueError(f"--cpu_devices={num_devices} must be set before TensorFlow starts "
+                     f"(run it in a fresh process): {e}") from None
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:

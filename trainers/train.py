@@ -83,7 +83,10 @@ def run(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = ())
 
   `callbacks` are extra Keras callbacks (embedding, tests).
   """
-  strategy_lib.split_cpu(config.cpu_devices)  # must precede every TensorFlow op
+  try:
+    strategy_lib.split_cpu(config.cpu_devices)  # must precede every TensorFlow op
+  except ValueError as e:
+    raise UsageError(str(e)) from None
   keras.mixed_precision.set_global_policy(_precision_policy(config.mixed_precision))
   keras.utils.set_random_seed(config.seed)
   if config.deterministic:
