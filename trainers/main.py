@@ -1,6 +1,6 @@
 """Trains a facial-emotion model on FER2013 (or, without it, on the synthetic faces).
 
-  python -m trainers.main --model=improved_cnn --epochs=30 --model_dir=runs/cnn
+  python -m trainers.main --model=fer_net --epochs=20 --model_dir=runs/fer_net
 
 Rerunning the same command resumes an interrupted run. Bad input (flags, the
 --hparams file, a missing dataset, the model_dir) is one `error: ...` line on
