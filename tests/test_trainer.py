@@ -326,7 +326,7 @@ def _bad_input_cases(data_dir, tmp_path):
                           f"--data_dir {tmp_path / 'empty'}"),
       "indivisible batch": ([f"--data_dir={data_dir}", "--dataset=fer2013", "--cpu_devices=2",
                              "--strategy=mirrored", "--batch_size=7"],
-                            "--batch_size=7 is not divisible by the 2 replicas"),
+                            "--batch_size 7 is not divisible by the 2 replicas"),
   }
 
 

@@ -11,6 +11,7 @@ cache (uint8, in memory) -> shuffle -> batch -> float + augment + resize/RGB
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import tensorflow as tf
@@ -258,22 +259,38 @@ def make_dataset(
   return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
-def distributed_dataset(strategy: tf.distribute.Strategy, split: str, *, global_batch_size: int,
-                        **kwargs: Any) -> tf.distribute.DistributedDataset:
+def check_global_batch(global_batch_size: int, replicas: int) -> None:
+  """Raises ValueError unless the global batch splits evenly over the replicas."""
+  if global_batch_size % replicas:
+    raise ValueError(
+        f"--batch_size {global_batch_size} is not divisible by the {replicas} replicas; use a "
+        f"multiple of {replicas} (e.g. {max(replicas, global_batch_size // replicas * replicas)})."
+    )
+
+
+def distributed_dataset(
+    strategy: tf.distribute.Strategy,
+    split: str,
+    *,
+    global_batch_size: int,
+    map_fn: Callable[..., Any] | None = None,
+    repeat: bool = False,
+    **kwargs: Any,
+) -> tf.distribute.DistributedDataset:
   """`make_dataset` per input pipeline of `strategy`, each with its per-replica batch.
 
   `kwargs` are those of `make_dataset` (dataset, data_dir, training, ...).
+  `map_fn` is applied to each batch before distribution (a distributed dataset
+  cannot be mapped afterwards), e.g. one-hot labels and sample weights;
+  `repeat` makes the input endless, for step-counted epochs.
   """
-  replicas = strategy.num_replicas_in_sync
-  if global_batch_size % replicas:
-    raise ValueError(
-        f"--batch_size {global_batch_size} is not divisible by the {replicas} replicas of "
-        f"{type(strategy).__name__}; use a multiple of {replicas} (e.g. "
-        f"{max(replicas, global_batch_size // replicas * replicas)})."
-    )
+  check_global_batch(global_batch_size, strategy.num_replicas_in_sync)
 
   def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
-    return make_dataset(split, batch_size=context.get_per_replica_batch_size(global_batch_size),
-                        input_context=context, **kwargs)
+    ds = make_dataset(split, batch_size=context.get_per_replica_batch_size(global_batch_size),
+                      input_context=context, **kwargs)
+    if map_fn is not None:
+      ds = ds.map(map_fn, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.repeat() if repeat else ds
 
   return strategy.distribute_datasets_from_function(dataset_fn)

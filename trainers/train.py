@@ -93,10 +93,10 @@ def run(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = ())
     tf.config.experimental.enable_op_determinism()
   strategy = strategy_lib.make_strategy(config.strategy)
   replicas = strategy.num_replicas_in_sync
-  if config.batch_size % replicas:
-    raise UsageError(
-        f"--batch_size={config.batch_size} is not divisible by the {replicas} replicas of "
-        f"--strategy={config.strategy}; use a multiple of {replicas}")
+  try:
+    data.check_global_batch(config.batch_size, replicas)
+  except ValueError as e:
+    raise UsageError(f"{e} (--strategy={config.strategy})") from None
   spec = models.MODELS[config.model]
   dataset = resolve_dataset(config.dataset, config.data_dir)
   info = tfds.builder(dataset, data_dir=config.data_dir).info
@@ -332,19 +332,14 @@ def _train_input(strategy: tf.distribute.Strategy, config: TrainConfig, common: 
                  num_classes: int, weights: np.ndarray | None) -> Any:
   """The repeated training input, one pipeline per worker with per-replica batches.
 
-  As data.distributed_dataset, plus one-hot labels (for label smoothing) and
-  class weights mapped in before distribution (a distributed dataset cannot be
-  mapped, and Keras's class_weight needs to map it). Repeated, so that
-  steps_per_epoch (--max_steps_per_epoch) never runs a pass dry mid-epoch.
+  One-hot labels (for label smoothing) and class weights are mapped in before
+  distribution; repeated, so that steps_per_epoch (--max_steps_per_epoch)
+  never runs a pass dry mid-epoch.
   """
-  def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
-    ds = data.make_dataset(
-        "train", batch_size=context.get_per_replica_batch_size(config.batch_size),
-        training=True, augment_strength=config.augment_strength, input_context=context,
-        **common)
-    return ds.map(_one_hot(num_classes, weights), num_parallel_calls=tf.data.AUTOTUNE).repeat()
-
-  return strategy.distribute_datasets_from_function(dataset_fn)
+  return data.distributed_dataset(
+      strategy, "train", global_batch_size=config.batch_size, training=True,
+      augment_strength=config.augment_strength, map_fn=_one_hot(num_classes, weights),
+      repeat=True, **common)
 
 
 class _PruneCheckpoints(keras.callbacks.Callback):
