@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
 
 import numpy as np
 from absl import app, flags
@@ -24,47 +23,53 @@ _DATASET = flags.DEFINE_string(
     "fer2013 or fer2013_synthetic.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir.")
 _MODEL = flags.DEFINE_string("model", "improved_cnn", "Model of trainers.models.MODELS.")
-_STEPS = flags.DEFINE_integer("examples", 8192, "Training examples timed per measurement.",
+_EXAMPLES = flags.DEFINE_integer("examples", 8192, "Training examples per measurement.",
                               lower_bound=256)
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Measurements per configuration (median).",
                                 lower_bound=1)
 _CONFIGS = flags.DEFINE_list(
     "configs", ["32", "256", "256:spe8", "256:jit"],
-    "Our configurations: BATCH[:spe N][:jit][:noaug], e.g. 256:spe8:jit.")
+    "Our configurations: BATCH[:speN][:jit][:bf16][:noaug], e.g. 256:spe8:bf16 "
+    "(bf16: mixed bfloat16 precision, the trainer's --mixed_precision on CPU).")
 GOAL = 2.0
 
 
-def forward_flops(model: object) -> float:
-  """Multiply-adds x 2 of one image's forward pass (convolutions and dense layers)."""
-  import keras
-
-  macs = 0
-  for layer in model.layers:
-    if isinstance(layer, keras.layers.Conv2D):
-      _, h, w, c_out = layer.output.shape
-      kh, kw = layer.kernel_size
-      macs += h * w * c_out * kh * kw * layer.input.shape[-1]
-    elif isinstance(layer, keras.layers.Dense):
-      macs += layer.input.shape[-1] * layer.units
-  return 2.0 * macs
-
-
-def compiled_model(jit: bool = False, steps_per_execution: int = 1) -> object:
+def compiled_model(jit: bool = False, steps_per_execution: int = 1,
+                   bfloat16: bool = False) -> object:
   import keras
 
   from trainers.models import build_model
 
   keras.utils.set_random_seed(0)
+  # --mixed_precision of the trainer on CPU: bfloat16 compute, float32 weights.
+  keras.mixed_precision.set_global_policy("mixed_bfloat16" if bfloat16 else "float32")
   model = build_model(_MODEL.value)
   model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"],
                 jit_compile=jit, steps_per_execution=steps_per_execution)
   return model
 
 
-def timed_fit(fit: Callable[[], object], examples: int) -> float:
-  start = time.perf_counter()
-  fit()
-  return examples / (time.perf_counter() - start)
+def steady_throughput(model: object, batch: int, **fit_kwargs: object) -> float:
+  """Examples/s of one `model.fit` call after its first fifth (tracing, buffers).
+
+  Timed per step with a callback, so one-off costs of each fit call (tracing,
+  filling the shuffle buffer) do not count against either side.
+  """
+  import keras
+
+  class StepTimes(keras.callbacks.Callback):
+    def __init__(self) -> None:
+      super().__init__()
+      self.times: list[tuple[int, float]] = []
+
+    def on_train_batch_end(self, step: int, logs: object = None) -> None:
+      self.times.append((step, time.perf_counter()))
+
+  recorder = StepTimes()
+  model.fit(epochs=1, verbose=0, callbacks=[recorder], **fit_kwargs)
+  (first_step, start), (last_step, end) = recorder.times[len(recorder.times) // 5], \
+      recorder.times[-1]
+  return (last_step - first_step) * batch / (end - start)
 
 
 def notebook_throughput(dataset: str) -> list[float]:
@@ -75,10 +80,9 @@ def notebook_throughput(dataset: str) -> list[float]:
                                             batch_size=-1, as_supervised=True))
   x = images.astype(np.float64) / 255.0
   y = np.eye(7)[labels]
-  n = min(_STEPS.value, len(x)) // 32 * 32
+  n = min(_EXAMPLES.value, len(x)) // 32 * 32
   model = compiled_model()
-  model.fit(x[:256], y[:256], batch_size=32, epochs=1, verbose=0)  # warm-up: tracing
-  return [timed_fit(lambda: model.fit(x[:n], y[:n], batch_size=32, epochs=1, verbose=0), n)
+  return [steady_throughput(model, 32, x=x[:n], y=y[:n], batch_size=32)
           for _ in range(_REPEATS.value)]
 
 
@@ -91,24 +95,25 @@ def pipeline_throughput(dataset: str, config: str) -> list[float]:
   parts = config.split(":")
   batch = int(parts[0])
   spe = next((int(p[3:]) for p in parts if p.startswith("spe")), 1)
-  model = compiled_model(jit="jit" in parts, steps_per_execution=spe)
+  model = compiled_model(jit="jit" in parts, steps_per_execution=spe, bfloat16="bf16" in parts)
   ds = make_dataset("train", dataset=dataset, data_dir=_DATA_DIR.value, batch_size=batch,
                     training=True, augment_strength=0.0 if "noaug" in parts else 1.0)
   ds = ds.map(lambda x, y: (x, tf.one_hot(y, 7))).repeat()
-  steps = max(spe, _STEPS.value // batch // spe * spe)
-  model.fit(ds, steps_per_epoch=spe * 2, epochs=1, verbose=0)  # warm-up: tracing, cache
-  return [timed_fit(lambda: model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0),
-                    steps * batch) for _ in range(_REPEATS.value)]
+  steps = max(5 * spe, _EXAMPLES.value // batch // spe * spe)
+  return [steady_throughput(model, batch, x=ds, steps_per_epoch=steps)
+          for _ in range(_REPEATS.value)]
 
 
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   from trainers.data import resolve_dataset
+  from trainers.models import count_macs
 
   dataset = resolve_dataset(_DATASET.value, _DATA_DIR.value)
-  flops = 3 * forward_flops(compiled_model())
-  print(f"dataset {dataset}, model {_MODEL.value}: {flops / 2 / 1e6:.1f} M multiply-adds per "
+  macs = count_macs(compiled_model())
+  flops = 3 * 2 * macs  # training: forward + ~2x for the backward pass
+  print(f"dataset {dataset}, model {_MODEL.value}: {macs / 1e6:.1f} M multiply-adds per "
         f"image forward, ~{flops / 1e9:.2f} GFLOP per training example")
   rows = [("notebook: float64 numpy, batch 32", notebook_throughput(dataset))]
   for config in _CONFIGS.value:
