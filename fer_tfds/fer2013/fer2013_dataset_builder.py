@@ -13,9 +13,10 @@ import tensorflow_datasets as tfds
 from absl import logging
 from etils import epath
 
+from fer_tfds.features import HOMEPAGE, OptInConfigs, face_features
+
 from .errors import Fer2013InputError, install_excepthook, problems_error
-from .pixels import IMAGE_SHAPE
-from .readers import EMOTIONS, read_source
+from .readers import read_source
 from .sources import choose_source
 from .splits import assign_splits
 
@@ -31,7 +32,7 @@ class Fer2013Config(tfds.core.BuilderConfig):
   skip_bad_rows: bool = False
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(OptInConfigs, tfds.core.GeneratorBasedBuilder):
   """DatasetBuilder for FER2013."""
 
   VERSION = tfds.core.Version("1.0.0")
@@ -75,27 +76,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   > image folders > train.csv is used, and the choice is logged.
   """
 
-  @tfds.core.utils.classproperty
-  @classmethod
-  def builder_configs(cls) -> dict[str, Fer2013Config]:  # noqa: D102
-    return {c.name: c for c in (*cls.BUILDER_CONFIGS, *cls.OPT_IN_CONFIGS)}
-
   def _info(self) -> tfds.core.DatasetInfo:
+    # ids: `<csv file>:<line>` or `<train|test>/<emotion>/<file name>`.
     return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            # Raw bytes: read+decode 2x faster than PNG, 11x cheaper to write,
-            # 23% more disk (tools/bench_encoding.py, dataset card).
-            "image": tfds.features.Tensor(
-                shape=IMAGE_SHAPE,
-                dtype=np.uint8,
-                encoding=tfds.features.Encoding.BYTES,
-            ),
-            "label": tfds.features.ClassLabel(names=EMOTIONS),
-            # `<csv file>:<line>` or `<train|test>/<emotion>/<file name>`.
-            "id": tfds.features.Text(),
-        }),
+        features=face_features(),
         supervised_keys=("image", "label"),
-        homepage="https://www.kaggle.com/c/challenges-in-representation-learning-facial-expression-recognition-challenge",
+        homepage=HOMEPAGE,
         metadata=tfds.core.MetadataDict(),
     )
 

@@ -23,6 +23,8 @@ import pyarrow.csv as pa_csv
 from absl import logging
 from PIL import Image, UnidentifiedImageError
 
+from fer_tfds.features import EMOTIONS
+
 from .errors import Fer2013InputError, Problem
 from .pixels import IMAGE_SHAPE, IMAGE_SIZE, parse_pixel_string
 from .sources import (
@@ -35,7 +37,6 @@ from .sources import (
   open_csv_binary,
 )
 
-EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 USAGES = ("Training", "PublicTest", "PrivateTest")
 UNKNOWN_USAGE = ""  # the input says nothing: the split is carved out later
 _USAGE_PREFIX = re.compile(r"^(Training|PublicTest|PrivateTest)_")

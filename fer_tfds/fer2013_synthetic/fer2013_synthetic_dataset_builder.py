@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
-from fer_tfds.synthetic.faces import EMOTIONS, SIZE, draw_faces
+from fer_tfds.features import HOMEPAGE, OptInConfigs, face_features
+from fer_tfds.synthetic.faces import EMOTIONS, draw_faces
 
 # One fixed seed per split: every build gives the same faces, and the splits
 # never share a face.
@@ -32,7 +33,7 @@ class SyntheticConfig(tfds.core.BuilderConfig):
   sizes: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(OptInConfigs, tfds.core.GeneratorBasedBuilder):
   """DatasetBuilder for fer2013_synthetic."""
 
   VERSION = tfds.core.Version("1.0.0")
@@ -53,26 +54,11 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       ),
   ]
 
-  @tfds.core.utils.classproperty
-  @classmethod
-  def builder_configs(cls) -> dict[str, SyntheticConfig]:  # noqa: D102
-    return {c.name: c for c in (*cls.BUILDER_CONFIGS, *cls.OPT_IN_CONFIGS)}
-
   def _info(self) -> tfds.core.DatasetInfo:
-    # Identical features to fer2013, so any pipeline or model takes either.
+    # The features of fer2013 (ids: `synthetic/<split>/<index>`), so any
+    # pipeline or model takes either.
     return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Tensor(
-                shape=(SIZE, SIZE, 1),
-                dtype=np.uint8,
-                encoding=tfds.features.Encoding.BYTES,
-            ),
-            "label": tfds.features.ClassLabel(names=EMOTIONS),
-            # `synthetic/<split>/<index>`: never mistaken for a FER2013 row.
-            "id": tfds.features.Text(),
-        }),
-        supervised_keys=("image", "label"),
-        homepage="https://www.kaggle.com/c/challenges-in-representation-learning-facial-expression-recognition-challenge",
+        features=face_features(), supervised_keys=("image", "label"), homepage=HOMEPAGE
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):  # noqa: ANN202

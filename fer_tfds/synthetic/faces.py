@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+from fer_tfds.features import EMOTIONS
+
 SIZE = 48
 _SCALE = 4
 _CANVAS = SIZE * _SCALE
