@@ -159,7 +159,12 @@ def test_finished_run_is_kept_unless_overwrite(data_dir, tmp_path, capsys, monke
   result = json.loads((model_dir / train.report_name("test")).read_text())
   assert result["split"] == "test" and result["num_examples"] == ROWS[2]
   assert (model_dir / train.confusion_name("test")).is_file()
-  assert not (model_dir / train.report_name("validation")).exists()  # the old run is gone
+  # The validation report is written too, fresh: the old run is gone.
+  validation = json.loads((model_dir / train.report_name("validation")).read_text())
+  assert validation["split"] == "validation" and validation["num_examples"] == ROWS[1]
+  finished = json.loads((model_dir / train.FINISHED).read_text())
+  assert finished["eval_split"] == "test" and finished["eval_accuracy"] == result["accuracy"]
+  assert finished["validation_accuracy"] == validation["accuracy"]
   assert history_epochs(model_dir) == [0]
 
 

@@ -110,8 +110,9 @@ flags.DEFINE_string(
     ".weights.h5 file.")
 flags.DEFINE_enum(
     "eval_split", "validation", EVAL_SPLITS,
-    "Split of the final evaluation report. Keep 'test' (FER2013's PrivateTest) for the one "
-    "final measurement: it is never read unless asked for here.")
+    "Split of the final evaluation report. The validation report is always written; 'test' "
+    "(FER2013's PrivateTest) adds a report on it. Keep 'test' for the one final "
+    "measurement: it is never read unless asked for here.")
 
 
 @dataclasses.dataclass(frozen=True)

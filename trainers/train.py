@@ -390,29 +390,42 @@ def _finish(model: keras.Model, config: TrainConfig, dataset: str, class_names: 
   shutil.rmtree(saved_model, ignore_errors=True)  # a partial export from a killed run
   model.export(saved_model, verbose=False)
 
+  # The validation report always; the test split (PrivateTest) only when asked for.
+  reports = {}
+  for split in dict.fromkeys(("validation", config.eval_split)):
+    reports[split] = _write_report(model, config, split, dataset, class_names, common)
   split = config.eval_split
-  labels, probabilities = predict_split(model, split, config.batch_size, common)
-  result = {"dataset": dataset, "split": split, "model": config.model,
-            **report.classification_report(labels, probabilities, class_names)}
-  report.write_json(os.path.join(model_dir, report_name(split)), result)
-  report.plot_confusion_matrix(
-      result["confusion_matrix"], class_names, os.path.join(model_dir, confusion_name(split)),
-      f"{config.model} on {dataset} ({split})\naccuracy {result['accuracy']:.3f}, "
-      f"macro F1 {result['macro_avg']['f1']:.3f}, {result['num_examples']} examples")
+  result = reports[split]
   history = report.read_history(os.path.join(model_dir, HISTORY))
   report.plot_history(history, os.path.join(model_dir, CURVES), f"{config.model} on {dataset}")
-  logging.info("%s accuracy %.4f, macro F1 %.4f (%d examples); report in %s.", split,
-               result["accuracy"], result["macro_avg"]["f1"], result["num_examples"],
-               model_dir)
   report.write_json(os.path.join(model_dir, FINISHED), {
       "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
       "epochs": len(history.get("epoch", [])),
       "best_val_accuracy": max(history.get("val_accuracy", [0.0]), default=0.0),
       "eval_split": split,
       "eval_accuracy": result["accuracy"],
+      "validation_accuracy": reports["validation"]["accuracy"],
   })
   shutil.rmtree(os.path.join(model_dir, BACKUP), ignore_errors=True)
   return RunResult(model_dir, dataset, initial_epoch, result)
+
+
+def _write_report(model: keras.Model, config: TrainConfig, split: str, dataset: str,
+                  class_names: Sequence[str], common: dict[str, Any]) -> dict[str, Any]:
+  """Evaluates `split` and writes report_<split>.json and confusion_<split>.png."""
+  labels, probabilities = predict_split(model, split, config.batch_size, common)
+  result = {"dataset": dataset, "split": split, "model": config.model,
+            **report.classification_report(labels, probabilities, class_names)}
+  report.write_json(os.path.join(config.model_dir, report_name(split)), result)
+  report.plot_confusion_matrix(
+      result["confusion_matrix"], class_names,
+      os.path.join(config.model_dir, confusion_name(split)),
+      f"{config.model} on {dataset} ({split})\naccuracy {result['accuracy']:.3f}, "
+      f"macro F1 {result['macro_avg']['f1']:.3f}, {result['num_examples']} examples")
+  logging.info("%s accuracy %.4f, macro F1 %.4f (%d examples); report in %s.", split,
+               result["accuracy"], result["macro_avg"]["f1"], result["num_examples"],
+               config.model_dir)
+  return result
 
 
 def predict_split(model: keras.Model, split: str, batch_size: int,
