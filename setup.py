@@ -31,6 +31,9 @@ setup(
         "pillow",  # decodes the image-folder release the way the CSV was made
         "matplotlib",  # training curves and confusion matrix of the trainer's report
         "tensorboard",  # the trainer's TensorBoard callback (not a TensorFlow dependency)
+        # tools.predict: image decoding and the Haar face cascade (cv2.data.haarcascades);
+        # OpenCV 5 no longer ships the cascades nor CascadeClassifier.
+        "opencv-python-headless>=4.5,<5",
         # The `tfds` command line imports these at start-up, even for builders
         # that use none of them (README, "The tfds command line"). apache-beam
         # >= 2.65 keeps the numpy/protobuf that TensorFlow uses; older ones
@@ -40,7 +43,8 @@ setup(
         "importlib_resources",
     ],
     extras_require={
-        "dev": ["pytest>=8", "ruff>=0.6", "dill"],  # dill: tfds.testing,
+        # dill: tfds.testing; scikit-image: a public-domain portrait for tools.predict's tests.
+        "dev": ["pytest>=8", "ruff>=0.6", "dill", "scikit-image"],
         "gpu": ["tensorflow[and-cuda]>=2.16"],
     },
 )
