@@ -1,0 +1,117 @@
+r"""Accuracy of a trained model in any format (.keras, SavedModel, .tflite) on one split.
+
+  python -m tools.evaluate --model=runs/fer_net/model.keras
+  python -m tools.evaluate --model=/tmp/fer_net_int8.tflite --out=/tmp/int8_validation.json
+
+Why: tools.export's float16 and int8 TFLite models trade accuracy for size;
+evaluating every format through the same pipeline (trainers.data.make_dataset,
+training=False, at the model's own input size) and the same report
+(trainers.report.classification_report) measures exactly that trade. Prints
+accuracy, macro F1, the model's size and images/s; `--out` writes the full
+report (per-class precision/recall/F1, confusion matrix) as JSON.
+
+The split is `validation` (PublicTest) unless `--split` says otherwise; `test`
+(PrivateTest) is read only with an explicit `--split=test`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import numpy as np
+from absl import flags
+
+from tools import cli
+
+SPLITS = ("validation", "train", "test")
+
+_MODEL = flags.DEFINE_string("model", None, "The model: a .keras file, a SavedModel directory "
+                             "or a .tflite file.")
+_SPLIT = flags.DEFINE_enum("split", "validation", SPLITS, "The split to evaluate; test "
+                           "(PrivateTest) only when given explicitly.")
+_DATASET = flags.DEFINE_string("dataset", "auto", "TFDS dataset: auto (fer2013 when prepared, "
+                               "else fer2013_synthetic), fer2013 or fer2013_synthetic.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir (default ~/tensorflow_datasets).")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 256, "Images per model call.", lower_bound=1)
+_OUT = flags.DEFINE_string("out", None, "Write the full report here as JSON.")
+_THREADS = flags.DEFINE_integer("threads", None, "TFLite interpreter threads (default: all "
+                                "cores).", lower_bound=1)
+
+
+def evaluate(classifier: Any, split: str, dataset: str, data_dir: str | None,
+             batch_size: int) -> dict[str, Any]:
+  """The classification report of `classifier` on `split`, with timing and model size.
+
+  `images_per_second` counts the whole loop (input pipeline and model) after
+  the first batch, which pays for tracing and buffer set-up once.
+  """
+  from tools import inference
+  from trainers import data, report
+
+  batches = data.make_dataset(split, dataset=dataset, data_dir=data_dir, batch_size=batch_size,
+                              training=False, image_size=classifier.image_size,
+                              channels=classifier.channels, cache=False)
+  labels, probabilities = [], []
+  start = time.perf_counter()
+  timed_from, timed_images = start, 0
+  for images, batch_labels in batches:
+    probabilities.append(classifier.predict(images.numpy()))
+    labels.append(batch_labels.numpy())
+    if len(labels) == 1:
+      timed_from = time.perf_counter()
+    else:
+      timed_images += len(batch_labels)
+  end = time.perf_counter()
+  if not labels:
+    raise cli.UsageError(f"split {split} of {dataset} is empty")
+  seconds = end - timed_from
+  result = {
+      "model": classifier.path,
+      "format": classifier.format,
+      "model_bytes": inference.model_bytes(classifier.path),
+      "input_shape": [classifier.image_size, classifier.image_size, classifier.channels],
+      "dataset": dataset,
+      "split": split,
+      "seconds": round(end - start, 3),
+      # One batch only (a tiny split): the rate of the whole loop, first batch included.
+      "images_per_second": round(timed_images / seconds if timed_images else
+                                 len(labels[0]) / (end - start), 1),
+  }
+  result.update(report.classification_report(np.concatenate(labels),
+                                              np.concatenate(probabilities),
+                                              inference.CLASS_NAMES))
+  return result
+
+
+def summary(result: dict[str, Any]) -> str:
+  return (f"{result['model']} ({result['format']}, {result['model_bytes']:,} bytes) on "
+          f"{result['dataset']} {result['split']}: accuracy {result['accuracy']:.4f}, macro F1 "
+          f"{result['macro_avg']['f1']:.4f}, {result['num_examples']} images, "
+          f"{result['images_per_second']:.0f} images/s")
+
+
+def main(argv: list[str]) -> int:
+  del argv
+  if not _MODEL.value:
+    raise cli.UsageError("--model is required: a .keras file, a SavedModel directory or a "
+                         ".tflite file")
+  from tools import inference  # TensorFlow starts here
+  from trainers import report
+
+  try:
+    classifier = inference.load_model(_MODEL.value, threads=_THREADS.value)
+  except inference.ModelError as e:
+    raise cli.UsageError(f"--model={e}") from None
+  dataset = cli.resolve_dataset(_DATASET.value, _DATA_DIR.value)
+  result = evaluate(classifier, _SPLIT.value, dataset, _DATA_DIR.value, _BATCH_SIZE.value)
+  if _OUT.value:
+    os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
+    report.write_json(_OUT.value, result)
+  print(summary(result))
+  return 0
+
+
+if __name__ == "__main__":
+  cli.run(main)
