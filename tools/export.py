@@ -164,6 +164,8 @@ def main(argv: list[str]) -> int:
     raise cli.UsageError("--model is required: a .keras file (or a SavedModel directory for "
                          "--format=tflite)")
   model = Path(_MODEL.value)
+  if _FORMAT.value == "saved_model" and _QUANTIZE.value != "none":
+    raise cli.UsageError("--quantize applies to --format=tflite only")
   out = Path(_OUT.value) if _OUT.value else default_out(model, _FORMAT.value, _QUANTIZE.value)
   if out.exists() and not _OVERWRITE.value:
     raise cli.UsageError(f"{out} exists; pass --overwrite to replace it, or --out=PATH")
