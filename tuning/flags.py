@@ -1,0 +1,169 @@
+"""Flags of `python -m tuning.main`, and their translation into SweepSettings.
+
+Why the trainer's own flags: every trial trains exactly as `python -m
+trainers.main` would with the same flags (`--epochs`, `--batch_size`,
+`--optimizer`, `--lr_schedule`, `--mixed_precision`, `--strategy`, `--seed`,
+...), so a sweep's score and the run trained from its best_hparams.json are
+comparable. Only the sweep's own settings and the search-space bounds are
+defined here. Trainer flags that make no sense for a sweep (`--model_dir`,
+`--hparams`, `--weights`, `--eval_split`) are refused, and so is a fixed value
+for something that is searched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+from absl import flags
+
+from trainers import flags as trainer_flags
+from trainers import models
+from tuning import search_space
+
+FLAGS = flags.FLAGS
+UsageError = trainer_flags.UsageError
+
+TUNERS = ("hyperband", "bayesian", "random")
+OBJECTIVE = "val_accuracy"  # on the validation split (PublicTest); test is never read
+# One trial runs in one process; several processes are tuning.launch's job.
+TRIAL_STRATEGIES = ("default", "one_device", "mirrored")
+# Trainer flags a sweep refuses: where a run's files go, or a fixed starting point.
+UNUSED_TRAINER_FLAGS = {
+    "model_dir": "a sweep writes into --directory/--project_name",
+    "hparams": "it is what a sweep writes (best_hparams.json); --space sets the bounds",
+    "weights": "every trial starts from random weights",
+    "eval_split": "a sweep evaluates on the validation split only",
+}
+DEFAULT_DIRECTORY = os.path.join("runs", "tuning")
+
+flags.DEFINE_enum("tuner", "random", TUNERS,
+                  "Search algorithm: random, bayesian (Gaussian process) or hyperband.")
+flags.DEFINE_integer(
+    "max_trials", 10,
+    "Trials in the sweep. With --tuner=hyperband, 0 (allowed only there) runs as many as its "
+    "brackets need; more caps them. Raising it on a finished sweep continues it.",
+    lower_bound=0)
+flags.DEFINE_integer(
+    "max_epochs", 0,
+    "Hyperband: epochs of its longest trials (0: --epochs). Other tuners train every trial "
+    "for --epochs.", lower_bound=0)
+flags.DEFINE_integer("hyperband_factor", 3, "Hyperband's reduction factor.", lower_bound=2)
+flags.DEFINE_integer("executions_per_trial", 1,
+                     "Trainings per trial (seeds --seed, --seed+1, ...); the score is their "
+                     "mean.", lower_bound=1)
+flags.DEFINE_string("directory", DEFAULT_DIRECTORY, "Parent directory of sweeps.")
+flags.DEFINE_string("project_name", None,
+                    "The sweep's folder in --directory (default: <model>_<tuner>). Rerunning "
+                    "the same command resumes it; --overwrite starts it over.")
+flags.DEFINE_string("space", None,
+                    "JSON file of search-space bounds, keys: "
+                    f"{', '.join(search_space.KEYS)} (same forms as the --space_* flags; "
+                    "flags given win).")
+for _key in search_space.KEYS:
+  flags.DEFINE_string(f"space_{_key}", None, search_space.FLAG_HELP[_key])
+flags.DEFINE_integer("max_retries_per_trial", 0,
+                     "Reruns of a trial that raised an error (out of memory is never "
+                     "retried).", lower_bound=0)
+flags.DEFINE_integer("max_consecutive_failed_trials", 3,
+                     "Stop the sweep after this many failed trials in a row.", lower_bound=1)
+flags.DEFINE_float(
+    "oracle_timeout", 300.0,
+    "Distributed sweeps: seconds a worker waits for the chief oracle (at start and per "
+    "request) before failing with an error.", lower_bound=0.1)
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepSettings:
+  """Everything a sweep depends on; `train` is the TrainConfig every trial starts from."""
+
+  tuner: str
+  max_trials: int
+  max_epochs: int  # hyperband; the others train --epochs per trial
+  hyperband_factor: int
+  executions_per_trial: int
+  directory: str
+  project_name: str
+  overwrite: bool
+  max_retries_per_trial: int
+  max_consecutive_failed_trials: int
+  oracle_timeout: float
+  space: search_space.SearchSpace
+  train: trainer_flags.TrainConfig
+
+  @property
+  def project_dir(self) -> str:
+    return os.path.join(self.directory, self.project_name)
+
+  @property
+  def trial_epochs(self) -> int:
+    """The longest a trial trains (the learning-rate schedule's length)."""
+    return self.max_epochs if self.tuner == "hyperband" else self.train.epochs
+
+
+def settings_from_flags(values: flags.FlagValues = FLAGS) -> SweepSettings:
+  """The SweepSettings of parsed flags; anything a sweep could not use is a UsageError."""
+  for name, why in UNUSED_TRAINER_FLAGS.items():
+    if values[name].present:
+      raise UsageError(f"--{name} is a trainers.main flag that tuning does not take: {why}")
+  config = trainer_flags.config_from_flags(values)
+  if config.strategy not in TRIAL_STRATEGIES:
+    raise UsageError(f"--strategy={config.strategy}: a trial runs in one process; use "
+                     f"{', '.join(TRIAL_STRATEGIES)} (several workers: python -m tuning.launch)")
+  space = space_from_flags(values, config.model)
+  if values["learning_rate"].present:
+    raise UsageError("--learning_rate is searched; fix it with --space_learning_rate="
+                     f"{values.learning_rate:g} instead")
+  if space.augment_strength:
+    if values["augment_strength"].present:
+      raise UsageError("--augment_strength is searched (--space_augment_strength); give one "
+                       "or the other")
+    if search_space.AUGMENT_STRENGTH not in trainer_flags.TRAINING_HPARAMS:
+      raise UsageError(
+          "--space_augment_strength: trainers.main --hparams does not take augment_strength "
+          "yet, so the sweep's best_hparams.json could not be trained; leave it unsearched")
+  tuner = values.tuner
+  if values.max_trials == 0 and tuner != "hyperband":
+    raise UsageError(f"--max_trials must be >= 1 with --tuner={tuner} (0 is for hyperband)")
+  return SweepSettings(
+      tuner=tuner,
+      max_trials=values.max_trials,
+      max_epochs=values.max_epochs or config.epochs,
+      hyperband_factor=values.hyperband_factor,
+      executions_per_trial=values.executions_per_trial,
+      directory=values.directory,
+      project_name=values.project_name or f"{config.model}_{tuner}",
+      overwrite=config.overwrite,
+      max_retries_per_trial=values.max_retries_per_trial,
+      max_consecutive_failed_trials=values.max_consecutive_failed_trials,
+      oracle_timeout=values.oracle_timeout,
+      space=space,
+      train=config,
+  )
+
+
+def space_from_flags(values: flags.FlagValues, model: str) -> search_space.SearchSpace:
+  """The search space: defaults, then the --space file, then --space_* flags given."""
+  missing = [k for k in search_space.MODEL_KEYS if k not in models.MODELS[model].hparams]
+  if missing:
+    able = [n for n, s in sorted(models.MODELS.items())
+            if set(search_space.MODEL_KEYS) <= set(s.hparams)]
+    raise UsageError(f"--model={model} has no {', '.join(missing)} hyperparameter(s) to search; "
+                     f"tuning searches {', '.join(able)}")
+  blocks = len(models.default_hparams(model)[search_space.FILTERS])
+  try:
+    file_values = search_space.read_file(values.space) if values.space else None
+    flag_values = {k: values[f"space_{k}"].value for k in search_space.KEYS
+                   if values[f"space_{k}"].value is not None}
+    return search_space.build(file_values, values.space or "", flag_values, blocks)
+  except search_space.SpaceError as e:
+    raise UsageError(str(e)) from None
+
+
+def sweep_record(settings: SweepSettings) -> dict[str, Any]:
+  """What a sweep is, for sweep_config.json: a rerun must match it to resume."""
+  record = dataclasses.asdict(settings)
+  record["space"] = settings.space.to_json()
+  record["objective"] = OBJECTIVE
+  return record

@@ -1,0 +1,173 @@
+"""Trials through the trainer's own code: its pipelines, model builder, optimizer and loss.
+
+Why not a copy: a trial must train exactly as `python -m trainers.main` does
+with the same flags (same preprocessing, augmentation, optimizer, schedule,
+loss, precision), or the sweep's ranking says nothing about the run trained
+from best_hparams.json. So a trial is `train.build_model` on a TrainConfig that
+differs from the sweep's only in the searched values, fed by the pipelines of
+`trainers.data` that `train.run` uses.
+
+Why `Pipelines` lives outside the trials: building a tf.data pipeline (TFDS
+read, in-memory cache of the decoded images, shuffle buffer) per trial would
+re-read and re-cache the data every trial. One instance per process builds
+each pipeline once, on first use, and every trial iterates the same objects, so
+the cache filled by the first trial serves all the others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import keras
+import keras_tuner as kt
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from trainers import data, models, train
+from trainers.flags import TrainConfig, UsageError
+from tuning import search_space
+from tuning.flags import OBJECTIVE, SweepSettings
+
+
+class Pipelines:
+  """The training and validation inputs of one process, built once and shared by every trial.
+
+  Training pipelines are keyed by augmentation strength (one unless it is
+  searched); validation is PublicTest. The test split is never built.
+  """
+
+  def __init__(self, config: TrainConfig, strategy: tf.distribute.Strategy,
+               dataset: str) -> None:
+    self.config, self.strategy, self.dataset = config, strategy, dataset
+    info = tfds.builder(dataset, data_dir=config.data_dir).info
+    self.num_classes = info.features["label"].num_classes
+    train_examples = info.splits["train"].num_examples
+    steps = train_examples // config.batch_size
+    if steps == 0:
+      raise UsageError(f"--batch_size={config.batch_size} is larger than the train split of "
+                       f"{dataset} ({train_examples} examples)")
+    self.steps_per_epoch = min(steps, config.max_steps_per_epoch or steps)
+    spec = models.MODELS[config.model]
+    self.common = dict(dataset=dataset, data_dir=config.data_dir, image_size=spec.image_size,
+                       channels=spec.channels, seed=config.seed,
+                       deterministic=config.deterministic)
+    self.class_weights: np.ndarray | None = None
+    if config.class_weights == "balanced":
+      counts = train.label_counts(dataset, config.data_dir, self.num_classes)
+      self.class_weights = train.balanced_class_weights(counts)
+    self._train: dict[float, Any] = {}
+    self._validation: tf.data.Dataset | None = None
+    self.builds: list[str] = []  # what was built, in order (tests, logs)
+
+  def train(self, augment_strength: float) -> Any:
+    """The repeated, distributed training input at `augment_strength` (built on first use)."""
+    key = float(augment_strength)
+    if key not in self._train:
+      config = dataclasses.replace(self.config, augment_strength=key)
+      self._train[key] = train._train_input(self.strategy, config, self.common,
+                                            self.num_classes, self.class_weights)
+      self.builds.append(f"train@{key:g}")
+    return self._train[key]
+
+  def validation(self) -> tf.data.Dataset:
+    """PublicTest, unaugmented, one-hot (built on first use)."""
+    if self._validation is None:
+      self._validation = data.make_dataset(
+          "validation", batch_size=self.config.batch_size, training=False,
+          **self.common).map(train._one_hot(self.num_classes))
+      self.builds.append("validation")
+    return self._validation
+
+
+class _EpochTimer(keras.callbacks.Callback):
+  """Wall time of every epoch: the first one also pays tracing and filling the cache."""
+
+  def __init__(self) -> None:
+    super().__init__()
+    self.seconds: list[float] = []
+    self._start = 0.0
+
+  def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+    self._start = time.perf_counter()
+
+  def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+    self.seconds.append(time.perf_counter() - self._start)
+
+
+class FerHyperModel(kt.HyperModel):
+  """improved_cnn (or another model with the searched hparams) as a KerasTuner HyperModel.
+
+  `pipelines` is None in the chief oracle, which never trains.
+  """
+
+  def __init__(self, settings: SweepSettings, pipelines: Pipelines | None = None,
+               strategy: tf.distribute.Strategy | None = None) -> None:
+    super().__init__(name=settings.train.model)
+    self.settings, self.pipelines = settings, pipelines
+    self.strategy = strategy or tf.distribute.get_strategy()
+    self.defaults = models.default_hparams(settings.train.model)
+    self._execution = 0
+    self.fit_seconds: list[float] = []  # per execution of the current trial
+    self.epoch_seconds: list[list[float]] = []
+
+  def declare_hyperparameters(self, hp: kt.HyperParameters) -> None:
+    search_space.declare(self.settings.space, hp, self.defaults)
+
+  def begin_trial(self) -> None:
+    """Called by the tuner before a trial's executions (they get seeds --seed, --seed+1, ...)."""
+    self._execution = 0
+    self.fit_seconds, self.epoch_seconds = [], []
+
+  def trial_config(self, hp: kt.HyperParameters) -> TrainConfig:
+    """The sweep's TrainConfig with this trial's values (what trainers.main would run)."""
+    model_hparams, training = search_space.split_values(self.settings.space, hp.values)
+    return dataclasses.replace(self.settings.train, hparams=model_hparams,
+                               epochs=self.settings.trial_epochs,
+                               seed=self.settings.train.seed + self._execution, **training)
+
+  def build(self, hp: kt.HyperParameters) -> keras.Model:
+    if self.pipelines is None:
+      raise RuntimeError("the chief oracle does not build models")
+    config = self.trial_config(hp)
+    self._execution += 1
+    # KerasTuner clears the Keras session before every build, which resets the dtype policy.
+    keras.mixed_precision.set_global_policy(train._precision_policy(config.mixed_precision))
+    return train.build_model(config, self.strategy, self.pipelines.num_classes,
+                             self.pipelines.steps_per_epoch)
+
+  def fit(self, hp: kt.HyperParameters, model: keras.Model, *args: Any,
+          **kwargs: Any) -> dict[str, float]:
+    """Trains on the shared pipelines; returns the best epoch's metrics and the fit time."""
+    del args  # the data comes from self.pipelines, not from search()
+    assert self.pipelines is not None
+    config = self.trial_config(hp)
+    timer = _EpochTimer()
+    start = time.perf_counter()
+    history = model.fit(
+        self.pipelines.train(config.augment_strength),
+        epochs=kwargs.get("epochs", config.epochs),
+        initial_epoch=kwargs.get("initial_epoch", 0),
+        steps_per_epoch=self.pipelines.steps_per_epoch,
+        validation_data=self.pipelines.validation(),
+        callbacks=[*kwargs.get("callbacks", []), timer],
+        verbose=kwargs.get("verbose", 2),
+        shuffle=False,  # make_dataset shuffles
+    )
+    self.fit_seconds.append(time.perf_counter() - start)
+    self.epoch_seconds.append(timer.seconds)
+    return best_epoch_metrics(history.history, self.fit_seconds[-1])
+
+
+def best_epoch_metrics(history: dict[str, list[float]], fit_seconds: float) -> dict[str, float]:
+  """The metrics of the epoch with the best validation accuracy, plus the fit time."""
+  scores = history.get(OBJECTIVE) or []
+  if not scores:
+    raise ValueError(f"the fit produced no {OBJECTIVE} (no epoch ran?)")
+  best = int(np.nanargmax(scores)) if not np.all(np.isnan(scores)) else 0
+  metrics = {name: float(values[best]) for name, values in history.items()
+             if len(values) == len(scores)}
+  metrics["fit_seconds"] = float(fit_seconds)
+  return metrics
