@@ -169,7 +169,7 @@ def shard_split(split: str, input_context: tf.distribute.InputContext | None) ->
       input_context.input_pipeline_id]
 
 
-def _read_config(seed: int, deterministic: bool) -> tfds.ReadConfig:
+def _read_config(seed: int | None, deterministic: bool) -> tfds.ReadConfig:
   options = tf.data.Options()
   options.deterministic = deterministic
   return tfds.ReadConfig(
@@ -197,6 +197,7 @@ def make_dataset(
     cache: bool = True,
     input_context: tf.distribute.InputContext | None = None,
     with_ids: bool = False,
+    data_service: str | None = None,
 ) -> tf.data.Dataset:
   """Batches of (images float32 (B, image_size, image_size, channels), labels int32 (B,)).
 
@@ -209,9 +210,18 @@ def make_dataset(
   slower). Evaluation always keeps the stored order, so predictions line up
   with examples run after run.
   `with_ids` adds the example ids as a third element (tests, error analysis).
+  `data_service` (grpc://HOST:PORT of a tf.data service dispatcher, training
+  only) runs everything up to the augmentation on the service's workers:
+  see `_distribute`.
   """
   if dataset in AUTO_NAMES:
     dataset = resolve_dataset(dataset, data_dir)
+  if data_service and not training:
+    raise ValueError("data_service is for the training input only")
+  if data_service:
+    # Every service worker runs this same pipeline: with a fixed seed they would all
+    # send the same batches in the same order.
+    seed, deterministic = None, False
   deterministic = deterministic or not training
   ds = tfds.load(
       dataset,
@@ -242,8 +252,8 @@ def make_dataset(
     # repeat exactly, epochs do not) and per input pipeline (replicas do not
     # share augmentations).
     pipeline = input_context.input_pipeline_id if input_context else 0
-    seeds = tf.data.Dataset.random(seed=seed + _PIPELINE_SEED_STRIDE * pipeline,
-                                   rerandomize_each_iteration=True).batch(2)
+    stream_seed = None if seed is None else seed + _PIPELINE_SEED_STRIDE * pipeline
+    seeds = tf.data.Dataset.random(seed=stream_seed, rerandomize_each_iteration=True).batch(2)
     ds = tf.data.Dataset.zip(ds, seeds)
 
     def augment(batch: tuple[tf.Tensor, ...], batch_seed: tf.Tensor) -> tuple[tf.Tensor, ...]:
@@ -254,9 +264,29 @@ def make_dataset(
     ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
   else:
     ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+  if data_service:
+    ds = _distribute(ds, data_service)
   options = tf.data.Options()
   options.deterministic = deterministic
   return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def _distribute(ds: tf.data.Dataset, service: str) -> tf.data.Dataset:
+  """`ds`, repeated without end, produced by the tf.data service at `service`.
+
+  parallel_epochs: each service worker runs the whole pipeline on its own
+  (unseeded) shuffle of the examples, and this client takes batches from
+  whichever workers are alive, so a worker that dies or joins does not stop
+  training. distributed_epoch (each example once per epoch, over all workers)
+  needs a source that the dispatcher can split: a TFDS split is one TFRecord
+  file (one split for the whole epoch, so one worker), and the cache after
+  reading fails under dynamic sharding (measured; docs/distributed.md). The
+  trainer counts epochs in steps over an endless stream, so each worker
+  repeats its pipeline itself: a client-side repeat would start a new job each
+  pass. Anonymous jobs: each input pipeline (replica shard) gets its own.
+  """
+  return ds.repeat().apply(tf.data.experimental.service.distribute(
+      processing_mode=tf.data.experimental.service.ShardingPolicy.OFF, service=service))
 
 
 def check_global_batch(global_batch_size: int, replicas: int) -> None:

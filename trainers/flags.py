@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 from typing import Any
 
 from absl import flags
@@ -19,7 +20,7 @@ from trainers import models
 
 FLAGS = flags.FLAGS
 
-STRATEGIES = ("default", "one_device", "mirrored")
+STRATEGIES = ("default", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("constant", "cosine")
 CLASS_WEIGHTS = ("none", "balanced")
@@ -92,7 +93,19 @@ flags.DEFINE_bool(
 flags.DEFINE_enum(
     "strategy", "default", STRATEGIES,
     "tf.distribute strategy: default (no distribution), one_device (the first GPU, else "
-    "the CPU), mirrored (every GPU, else every logical CPU device; see --cpu_devices).")
+    "the CPU), mirrored (every GPU, else every logical CPU device; see --cpu_devices), "
+    "multi_worker_mirrored (several machines: the cluster comes from the TF_CONFIG "
+    "environment variable, docs/distributed.md; trains with a custom loop), tpu (the TPU "
+    "named by --tpu).")
+flags.DEFINE_string(
+    "tpu", None,
+    "With --strategy=tpu: the TPU to use (its name, a grpc:// address, or 'local' on a TPU VM).")
+flags.DEFINE_string(
+    "data_service", None,
+    "grpc://HOST:PORT of a tf.data service dispatcher (tools/data_service.py): the training "
+    "input's reading, shuffling and augmentation run on its workers (parallel_epochs: "
+    "each worker makes its own endless shuffled stream). Not repeatable, so not with "
+    "--deterministic. Validation and the reports read locally.")
 flags.DEFINE_integer(
     "cpu_devices", 0,
     "Split the CPU into this many logical devices before TensorFlow starts, so that "
@@ -141,6 +154,8 @@ class TrainConfig:
   seed: int = 0
   deterministic: bool = False
   strategy: str = "default"
+  tpu: str | None = None
+  data_service: str | None = None
   cpu_devices: int = 0
   hparams: dict[str, Any] = dataclasses.field(default_factory=dict)  # the model's own
   hparams_file: str | None = None
@@ -168,7 +183,27 @@ def config_from_flags(values: flags.FlagValues = FLAGS) -> TrainConfig:
     settings.update({k: v for k, v in training.items() if k not in given})
   if not settings["model_dir"]:
     settings["model_dir"] = os.path.join("runs", settings["model"])
+  check_distribution(settings)
   return TrainConfig(**settings, hparams=hparams, hparams_file=values.hparams)
+
+
+def check_distribution(settings: dict[str, Any]) -> None:
+  """UsageError for --tpu / --data_service values that cannot work, before TF starts."""
+  if settings["strategy"] == "tpu" and not settings["tpu"]:
+    raise UsageError("--strategy=tpu needs --tpu=NAME (or --tpu=local on a TPU VM)")
+  if settings["tpu"] and settings["strategy"] != "tpu":
+    raise UsageError(f"--tpu is only used with --strategy=tpu, not --strategy="
+                     f"{settings['strategy']}")
+  service = settings["data_service"]
+  if service is not None:
+    match = re.fullmatch(r"grpc://([^/:\s]+|\[[0-9a-fA-F:]+\]):(\d+)", service)
+    if not match or not 0 < int(match.group(2)) < 65536:
+      raise UsageError(f"--data_service={service!r} must be grpc://HOST:PORT (the "
+                       "dispatcher's address)")
+    if settings["deterministic"]:
+      raise UsageError("--deterministic cannot be kept with --data_service: the service's "
+                       "workers shuffle and augment independently and deliver batches in "
+                       "arrival order")
 
 
 def load_hparams(path: str, model: str) -> tuple[str | None, dict[str, Any], dict[str, Any]]:

@@ -3,7 +3,10 @@
 Why Keras `fit` under `strategy.scope()`: with Keras 3 it is the supported way
 to train under tf.distribute (MirroredStrategy included), and its callbacks
 give fault tolerance (BackupAndRestore), checkpoints, TensorBoard and the CSV
-history without a custom loop. Everything a run writes lives in its model_dir:
+history without a custom loop. The one exception is multi_worker_mirrored,
+which Keras 3's `fit` cannot drive: trainers/custom_loop.py trains it, with the
+same model, optimizer, loss and callbacks. Everything a run writes lives in its
+model_dir (on the chief, in a multi-worker run):
 
     run_config.json        the settings (a rerun must match them to resume)
     history.csv            per-epoch metrics (CSVLogger), no duplicated epochs
@@ -20,6 +23,7 @@ history without a custom loop. Everything a run writes lives in its model_dir:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import glob
@@ -27,8 +31,9 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import keras
@@ -37,7 +42,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
 
-from trainers import data, models, report
+from trainers import custom_loop, data, models, report
 from trainers import strategy as strategy_lib
 from trainers.flags import TrainConfig, UsageError
 
@@ -56,7 +61,7 @@ KEEP_CHECKPOINTS = 3
 # it runs or where it reads from, not what it learns.
 RESUMABLE_CHANGES = frozenset({
     "model_dir", "overwrite", "data_dir", "eval_split", "strategy", "cpu_devices",
-    "jit_compile", "steps_per_execution", "hparams_file",
+    "jit_compile", "steps_per_execution", "hparams_file", "tpu", "data_service",
 })
 
 
@@ -81,24 +86,31 @@ def confusion_name(split: str) -> str:
 def run(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = ()) -> RunResult:
   """Trains, resumes or refuses per `config`; bad input raises UsageError before training.
 
-  `callbacks` are extra Keras callbacks (embedding, tests).
+  `callbacks` are extra Keras callbacks (embedding, tests). Under
+  multi_worker_mirrored every worker calls this with the same config: the
+  chief writes model_dir, the others a temporary directory removed at the end
+  (their RunResult has an empty report).
   """
   try:
     strategy_lib.split_cpu(config.cpu_devices)  # must precede every TensorFlow op
   except ValueError as e:
     raise UsageError(str(e)) from None
+  strategy = _make_strategy(config)  # multi_worker_mirrored: before any op runs
   keras.mixed_precision.set_global_policy(_precision_policy(config.mixed_precision))
   keras.utils.set_random_seed(config.seed)
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
-  strategy = strategy_lib.make_strategy(config.strategy)
   replicas = strategy.num_replicas_in_sync
   try:
     data.check_global_batch(config.batch_size, replicas)
   except ValueError as e:
     raise UsageError(f"{e} (--strategy={config.strategy})") from None
   spec = models.MODELS[config.model]
-  dataset = resolve_dataset(config.dataset, config.data_dir)
+  # The chief first: with --dataset=auto it may build the synthetic set, which workers
+  # sharing its data_dir must not build at the same time.
+  chosen: list[str] = []
+  _on_chief(strategy, lambda: chosen.append(resolve_dataset(config.dataset, config.data_dir)))
+  dataset = chosen[0] if chosen else resolve_dataset(config.dataset, config.data_dir)
   info = tfds.builder(dataset, data_dir=config.data_dir).info
   class_names = info.features["label"].names
   train_examples = info.splits["train"].num_examples
@@ -114,12 +126,19 @@ def run(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = ())
       "flags": config.to_json(),
       "dataset": dataset,
       "num_replicas": replicas,
+      "num_workers": strategy_lib.num_workers(strategy),
       "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
   }
   model_dir = config.model_dir
-  prepare_model_dir(model_dir, record, config.overwrite)
-  initial_epoch = restored_epoch(os.path.join(model_dir, BACKUP))
-  best_so_far = _trim_history(os.path.join(model_dir, HISTORY), initial_epoch)
+  best: list[float | None] = [None]
+
+  def prepare() -> int:
+    prepare_model_dir(model_dir, record, config.overwrite)
+    epoch = restored_epoch(os.path.join(model_dir, BACKUP))
+    best[0] = _trim_history(os.path.join(model_dir, HISTORY), epoch)
+    return epoch
+
+  initial_epoch = int(_on_chief(strategy, prepare))
   if initial_epoch:
     logging.info("Resuming %s after epoch %d of %d.", model_dir, initial_epoch, config.epochs)
   logging.info("Training %s on %s (%d train examples, %d steps/epoch, global batch %d, "
@@ -139,17 +158,75 @@ def run(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = ())
   train_ds = _train_input(strategy, config, common, len(class_names), class_weights)
   val_ds = data.make_dataset("validation", batch_size=config.batch_size, training=False,
                              **common).map(_one_hot(len(class_names)))
-  model.fit(
-      train_ds,
-      epochs=config.epochs,
-      steps_per_epoch=steps_per_epoch,
-      validation_data=val_ds,
-      callbacks=_callbacks(model_dir, best_so_far, callbacks),
-      shuffle=False,  # make_dataset shuffles
-      verbose=1 if sys.stdout.isatty() else 2,
-  )
+  chief = strategy_lib.is_chief(strategy)
+  verbose = (1 if sys.stdout.isatty() else 2) if chief else 0
+  with _write_dir(strategy, model_dir) as write_dir:
+    fit_callbacks = _callbacks(write_dir, best[0], callbacks)
+    if config.strategy in strategy_lib.CUSTOM_LOOP:
+      custom_loop.fit(model, strategy, train_ds, val_ds, epochs=config.epochs,
+                      steps_per_epoch=steps_per_epoch, initial_epoch=initial_epoch,
+                      callbacks=fit_callbacks, steps_per_execution=config.steps_per_execution,
+                      jit_compile=config.jit_compile, verbose=verbose)
+    else:
+      model.fit(
+          train_ds,
+          epochs=config.epochs,
+          steps_per_epoch=steps_per_epoch,
+          validation_data=val_ds,
+          callbacks=fit_callbacks,
+          shuffle=False,  # make_dataset shuffles
+          verbose=verbose,
+      )
+  if not chief:
+    return RunResult(model_dir, dataset, initial_epoch, {})
   _dedupe_history(os.path.join(model_dir, HISTORY))
   return _finish(model, config, dataset, class_names, common, initial_epoch)
+
+
+@contextlib.contextmanager
+def _write_dir(strategy: tf.distribute.Strategy, model_dir: str) -> Iterator[str]:
+  """Where this process's callbacks write: model_dir on the chief; on the other workers of a
+  multi-worker run, a temporary directory removed afterwards (they run the same callbacks,
+  so that every worker executes the same steps, but nobody reads their files)."""
+  if strategy_lib.is_chief(strategy):
+    yield model_dir
+    return
+  task_type, task_id = strategy_lib.task_of(strategy)
+  path = tempfile.mkdtemp(prefix=f"fer-tf-{task_type}{task_id}-")
+  try:
+    yield path
+  finally:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _make_strategy(config: TrainConfig) -> tf.distribute.Strategy:
+  try:
+    return strategy_lib.make_strategy(config.strategy, tpu=config.tpu)
+  except ValueError as e:
+    raise UsageError(str(e)) from None
+  except RuntimeError as e:  # collective ops configured too late (TensorFlow already ran)
+    raise UsageError(f"--strategy={config.strategy} must start in a fresh process: "
+                     f"{_one_line(e)}") from None
+
+
+def _on_chief(strategy: tf.distribute.Strategy, fn: Callable[[], Any]) -> float:
+  """Runs `fn` on the chief only; every worker gets its numeric result (None: 0).
+
+  A UsageError on the chief stops every worker (exit 2 everywhere) instead of
+  leaving the others waiting for it. One worker: just `fn()`.
+  """
+  value, error = None, None
+  if strategy_lib.is_chief(strategy):
+    try:
+      value = fn()
+    except UsageError as e:
+      error = e
+  ok, shared = custom_loop.from_chief(strategy, [error is None, float(value or 0)])
+  if error is not None:
+    raise error
+  if not ok:
+    raise UsageError("the chief worker refused the run; its error line says why")
+  return shared
 
 
 def build_model(config: TrainConfig, strategy: tf.distribute.Strategy, num_classes: int,
@@ -339,7 +416,7 @@ def _train_input(strategy: tf.distribute.Strategy, config: TrainConfig, common: 
   return data.distributed_dataset(
       strategy, "train", global_batch_size=config.batch_size, training=True,
       augment_strength=config.augment_strength, map_fn=_one_hot(num_classes, weights),
-      repeat=True, **common)
+      repeat=True, data_service=config.data_service, **common)
 
 
 class _PruneCheckpoints(keras.callbacks.Callback):
