@@ -93,8 +93,7 @@ def _train_function(model: keras.Model, strategy: tf.distribute.Strategy,
   """A tf.function running `steps` training steps; returns the global sums of
   (per-step mean loss, class-weighted correct predictions, weights)."""
 
-  def replica_step(batch: Any) -> tf.Tensor:
-    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(batch)
+  def gradients_of(x: Any, y: tf.Tensor, sample_weight: tf.Tensor | None) -> tuple[Any, ...]:
     with tf.GradientTape() as tape:
       y_pred = model(x, training=True)
       # Keras's loss: label smoothing, sample (class) weights, model.losses; already
@@ -102,7 +101,15 @@ def _train_function(model: keras.Model, strategy: tf.distribute.Strategy,
       loss = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
                                 training=True)
       scaled = model.optimizer.scale_loss(loss)  # mixed_float16: dynamic loss scaling
-    gradients = tape.gradient(scaled, model.trainable_variables)
+    return loss, y_pred, tape.gradient(scaled, model.trainable_variables)
+
+  # --jit_compile: XLA compiles the forward and backward pass, not the update, whose
+  # gradient all-reduce XLA cannot compile on CPU (UnimplementedError, measured).
+  compute = tf.function(gradients_of, jit_compile=True) if jit_compile else gradients_of
+
+  def replica_step(batch: Any) -> tf.Tensor:
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(batch)
+    loss, y_pred, gradients = compute(x, y, sample_weight)
     # Keras's optimizer sums the gradients over all replicas (all-reduce) before applying.
     model.optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
     weights = (tf.ones(tf.shape(y)[:1]) if sample_weight is None
@@ -112,13 +119,11 @@ def _train_function(model: keras.Model, strategy: tf.distribute.Strategy,
     return tf.stack([tf.cast(loss, tf.float32), tf.reduce_sum(correct * weights),
                      tf.reduce_sum(weights)])
 
-  step_fn = tf.function(replica_step, jit_compile=True) if jit_compile else replica_step
-
   @tf.function
   def train_steps(iterator: Any, steps: tf.Tensor) -> tf.Tensor:
     totals = tf.zeros([3])
     for _ in tf.range(steps):
-      per_replica = strategy.run(step_fn, args=(next(iterator),))
+      per_replica = strategy.run(replica_step, args=(next(iterator),))
       totals += strategy.reduce(SUM, per_replica, axis=None)
     return totals
 
@@ -195,6 +200,15 @@ def any_worker(strategy: tf.distribute.Strategy, flag: bool) -> bool:
     return strategy.run(replica_fn)
 
   return float(strategy.experimental_local_results(share())[0]) > 0
+
+
+def barrier(strategy: tf.distribute.Strategy) -> None:
+  """Returns once every worker has called it.
+
+  At the end of a run: a worker that exits while the chief still exports
+  makes the chief's runtime log its missing heartbeats as a crash.
+  """
+  any_worker(strategy, False)
 
 
 def sync_from_chief(strategy: tf.distribute.Strategy, variables: Sequence[Any]) -> None:

@@ -178,9 +178,12 @@ def run(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = ())
           verbose=verbose,
       )
   if not chief:
+    custom_loop.barrier(strategy)  # exit with the chief, not while it exports
     return RunResult(model_dir, dataset, initial_epoch, {})
   _dedupe_history(os.path.join(model_dir, HISTORY))
-  return _finish(model, config, dataset, class_names, common, initial_epoch)
+  result = _finish(model, config, dataset, class_names, common, initial_epoch)
+  custom_loop.barrier(strategy)
+  return result
 
 
 @contextlib.contextmanager
