@@ -267,10 +267,12 @@ def test_sigkill_a_worker_then_same_command_resumes(data_dir, tmp_path):
       assert time.monotonic() < deadline, "timed out waiting for the backup of epoch 0"
       time.sleep(0.05)
     os.killpg(first[1].pid, signal.SIGKILL)
-    first[1].wait(30)
-    assert first[1].returncode == -signal.SIGKILL
+    assert first[1].wait(30) == -signal.SIGKILL
+    # Worker 0 fails on its lost peer (UnavailableError) instead of waiting for ever.
+    first[0].wait(90)
+    assert first[0].returncode not in (None, 0)
   finally:
-    cluster.stop(first)  # worker 0 is stuck on its lost peer: the cluster is restarted
+    cluster.stop(first)
   assert [r["epoch"] for r in history(model_dir)] == ["0"]
   assert not (model_dir / train.FINISHED).exists()
 
