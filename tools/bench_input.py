@@ -9,23 +9,33 @@ It reads the real fer2013 when prepared in `--data_dir`, else the synthetic set:
 
   tfds build fer2013 --imports fer_tfds --manual_dir /tmp/fer2013 --data_dir DIR
   python -m tools.bench_input --data_dir DIR [--batch_size 128] [--repeats 5]
+
+`--data_service_workers=1,2` measures instead the augmented 48x48 training
+input through a tf.data service (`--data_service`, tools/data_service.py) with
+1, then 2 workers, each a local process with a local dispatcher, against the
+same pipeline in this process, in the same run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib import metadata
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
+import tensorflow_datasets as tfds  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+from tools import launch_local_cluster  # noqa: E402
 from trainers import data  # noqa: E402
 
 GOAL = 10.0  # pipeline images/s over model training examples/s
@@ -44,6 +54,10 @@ _TRAIN_RATE = flags.DEFINE_float(
     "train_examples_per_s", 300.0,
     "Training speed of the model (examples/s) to compare with; default: the small CNN on CPU.")
 _PER_OP = flags.DEFINE_bool("per_op", True, "Also time each augmentation op on its own.")
+_SERVICE_WORKERS = flags.DEFINE_list(
+    "data_service_workers", [],
+    "Worker counts, e.g. 1,2: time only the augmented 48x48 training input through a local "
+    "tf.data service with that many worker processes, against the local pipeline.")
 
 
 def timed_pass(ds: tf.data.Dataset, batches: int) -> float:
@@ -130,15 +144,103 @@ def machine() -> str:
           f"{os.getloadavg()[0]:.2f}")
 
 
+@contextlib.contextmanager
+def local_service(workers: int) -> Iterator[str]:
+  """A dispatcher and `workers` worker processes (tools.data_service) on 127.0.0.1; yields
+  the dispatcher's grpc:// address and stops every process afterwards."""
+  processes: list[subprocess.Popen] = []
+
+  def start(*args: str) -> str:
+    process = subprocess.Popen([sys.executable, "-m", "tools.data_service", *args],
+                               stdout=subprocess.PIPE, text=True, start_new_session=True)
+    processes.append(process)
+    line = process.stdout.readline() if process.stdout else ""
+    if not line:
+      raise RuntimeError(f"tools.data_service {' '.join(args)} did not start")
+    return line.split()[1]
+
+  try:
+    address = start("--role=dispatcher")
+    for _ in range(workers):
+      start("--role=worker", f"--dispatcher_address={address}")
+    yield address
+  finally:
+    launch_local_cluster.stop(processes)
+
+
+def steady_rate(ds: tf.data.Dataset, warmup: int, batches: int, repeats: int) -> list[float]:
+  """Images/s of `repeats` runs of `batches` batches of one iterator over the endless `ds`,
+  after `warmup` batches (caches filled): one iterator, as in a training run, because a
+  new one would be a new service job whose workers start over."""
+  iterator = iter(ds)
+  for _ in range(warmup):
+    next(iterator)
+  samples = []
+  for _ in range(repeats):
+    images, start = 0, time.perf_counter()
+    for _ in range(batches):
+      images += int(next(iterator)[0].shape[0])
+    samples.append(images / (time.perf_counter() - start))
+  return samples
+
+
+def service_mode(dataset: str, counts: list[int], batches: int, repeats: int) -> None:
+  """The augmented 48x48 training input in this process, then through the tf.data service."""
+  batch_size = _BATCH_SIZE.value
+  examples = tfds_examples(dataset)
+  epoch = max(1, examples // batch_size)
+
+  def train_ds(service: str | None = None) -> tf.data.Dataset:
+    ds = data.make_dataset(_SPLIT.value, dataset=dataset, data_dir=_DATA_DIR.value,
+                           batch_size=batch_size, training=True, data_service=service)
+    return ds if service else ds.repeat()
+
+  print(f"\nThe augmented 48x48x1 training input ({epoch} batches an epoch), one iterator, "
+        f"after a warm-up of one epoch per pipeline (fills each cache):", flush=True)
+  results: dict[str, list[float]] = {}
+
+  def record(name: str, samples: list[float]) -> None:
+    results[name] = samples
+    print(f"  {name}: {statistics.median(samples):,.0f} images/s "
+          f"(samples: {', '.join(f'{s:,.0f}' for s in samples)})", flush=True)
+
+  record("local pipeline, in this process", steady_rate(train_ds(), epoch, batches, repeats))
+  for count in counts:
+    with local_service(count) as address:
+      samples = steady_rate(train_ds(address), epoch * count + 2, batches, repeats)
+    record(f"tf.data service, {count} local worker(s)", samples)
+  base = statistics.median(results["local pipeline, in this process"])
+  print(f"\n=== Medians; ratio = images/s over the local pipeline's, same run ===\n"
+        f"{'variant':<44} {'images/s':>10} {'ratio':>7}")
+  for name, samples in results.items():
+    median = statistics.median(samples)
+    print(f"{name:<44} {median:>10,.0f} {median / base:>6.2f}x")
+  print(f"Load average (1 min) at the end: {os.getloadavg()[0]:.2f} on "
+        f"{len(os.sched_getaffinity(0))} cores (the workers share this machine's cores).")
+
+
+def tfds_examples(dataset: str) -> int:
+  return tfds.builder(dataset, data_dir=_DATA_DIR.value).info.splits[_SPLIT.value].num_examples
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  try:
+    counts = [int(c) for c in _SERVICE_WORKERS.value]
+  except ValueError:
+    raise app.UsageError("--data_service_workers takes worker counts, e.g. 1,2") from None
+  if any(c < 1 for c in counts):
+    raise app.UsageError("--data_service_workers: each count must be >= 1")
   dataset = data.resolve_dataset(_DATASET.value, _DATA_DIR.value)
   batch_size, repeats = _BATCH_SIZE.value, _REPEATS.value
   batches = -(-_MIN_IMAGES.value // batch_size)
   print(f"Machine: {machine()}\nDataset: {dataset}, split {_SPLIT.value}, batch {batch_size}, "
         f"{repeats} passes of {batches * batch_size:,} images per variant (cache warm: every "
         f"epoch after the first)", flush=True)
+  if counts:
+    service_mode(dataset, counts, batches, repeats)
+    return
 
   def train_ds(**kwargs: object) -> tf.data.Dataset:
     return data.make_dataset(_SPLIT.value, dataset=dataset, data_dir=_DATA_DIR.value,
