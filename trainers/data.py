@@ -211,8 +211,8 @@ def make_dataset(
   with examples run after run.
   `with_ids` adds the example ids as a third element (tests, error analysis).
   `data_service` (grpc://HOST:PORT of a tf.data service dispatcher, training
-  only) runs everything up to the augmentation on the service's workers:
-  see `_distribute`.
+  only) runs everything up to the augmentation on the service's workers, as an
+  endless, unseeded stream: see `_distribute`.
   """
   if dataset in AUTO_NAMES:
     dataset = resolve_dataset(dataset, data_dir)
