@@ -7,6 +7,7 @@ Every trial is tiny: 4-8 filters, 2 steps of 8 images, one epoch.
 """
 
 import csv
+import gc
 import json
 import os
 import signal
@@ -87,11 +88,19 @@ def test_sweep_writes_results_that_the_trainer_takes(data_dir, tmp_path, monkeyp
     splits.append(split)
     return original(split, **kwargs)
 
+  graphs = []
+
+  def count_graphs(tuner, trial, info):
+    gc.collect()
+    graphs.append(sum(type(o).__name__ == "FuncGraph" for o in gc.get_objects()))
+
   monkeypatch.setattr(data, "make_dataset", spy)
   argv = sweep_args(data_dir, tmp_path, "--max_trials=3")
-  assert tuning_main.run(argv) == 0
+  assert tuning_main.run(argv, trial_hooks=[count_graphs]) == 0
   # One pipeline per split for the whole sweep, and never the test split.
   assert sorted(splits) == ["train", "validation"]
+  # No trial's traced graphs outlive it (TensorFlow would keep them: tuners.py).
+  assert len(graphs) == 3 and graphs[0] == graphs[1] == graphs[2]
 
   project = tmp_path / "sweep"
   rows = trial_table(project)

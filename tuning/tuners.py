@@ -14,7 +14,8 @@ chief oracle over gRPC) stay KerasTuner's own. The mixin adds:
   * a worker that the oracle tells to wait (Hyperband between rounds) polls
     once a second instead of in a busy loop;
   * the space is declared without building a model, so the chief never needs
-    the data or a model.
+    the data or a model;
+  * memory stays flat from trial to trial (see `release_trial_gradients`).
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class _SweepTuner:
 
   def run_trial(self, trial: Trial, *args: Any, **kwargs: Any) -> Any:
     self.hypermodel.begin_trial()
+    gradients = gradient_registry_names()
     start = time.perf_counter()
     try:
       results = super().run_trial(trial, *args, **kwargs)
@@ -78,6 +80,7 @@ class _SweepTuner:
       raise kt.errors.FailedTrialError(f"out of memory: {_first_line(e)}") from e
     finally:
       self._trial_seconds = time.perf_counter() - start
+      release_trial_gradients(gradients)
     fit = sum(self.hypermodel.fit_seconds)
     # One figure per trial, whatever the executions: their sum (the oracle averages them).
     return [{**r, "fit_seconds": fit, "trial_seconds": self._trial_seconds} for r in results]
@@ -145,6 +148,41 @@ def make_tuner(settings: SweepSettings, hypermodel: FerHyperModel,
     return tuner
   tuner_class = BayesianTuner if settings.tuner == "bayesian" else RandomTuner
   return tuner_class(max_trials=settings.max_trials, **common)
+
+
+def _gradient_registry() -> dict[str, Any] | None:
+  try:
+    from tensorflow.python.framework import ops
+
+    return ops._gradient_registry._registry
+  except (ImportError, AttributeError):  # another TensorFlow: nothing to release
+    return None
+
+
+def gradient_registry_names() -> set[str]:
+  registry = _gradient_registry()
+  return set(registry) if registry is not None else set()
+
+
+def release_trial_gradients(before: set[str]) -> int:
+  """Drops the gradient functions a trial's tracing registered; returns how many.
+
+  Why: every trace of a Keras train step under tf.distribute (the default
+  strategy too) calls `ReplicaContext.all_reduce`, whose `tf.custom_gradient`
+  registers a "CustomGradient-<n>" function in TensorFlow's global gradient
+  registry and never removes it. That function closes over the traced graph,
+  so each trial's FuncGraphs (and their eager functions) stay alive: measured
+  +17 MiB per tiny improved_cnn trial (TF 2.21, Keras 3.15), flat after this.
+  Once a trial has ended its graphs are never differentiated again (a later
+  trial traces new ones), so its entries are dead weight.
+  """
+  registry = _gradient_registry()
+  if registry is None:
+    return 0
+  stale = [name for name in set(registry) - before if name.startswith("CustomGradient-")]
+  for name in stale:
+    del registry[name]
+  return len(stale)
 
 
 def _first_line(error: BaseException) -> str:
