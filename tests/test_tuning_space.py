@@ -142,3 +142,12 @@ def test_settings_carry_the_trainer_flags(tmp_path):
   assert settings.project_name == "improved_cnn_hyperband"
   record = tuning_flags.sweep_record(settings)
   assert json.loads(json.dumps(record))["space"]["dense_units"] == [128]
+
+
+def test_bayesian_without_scikit_learn_is_a_clear_error(monkeypatch):
+  find_spec = tuning_flags.importlib.util.find_spec
+  monkeypatch.setattr(tuning_flags.importlib.util, "find_spec",
+                      lambda name, *a: None if name == "sklearn" else find_spec(name, *a))
+  with pytest.raises(trainer_flags.UsageError, match="--tuner=bayesian needs scikit-learn"):
+    _settings("--tuner=bayesian")
+  assert _settings("--tuner=random").tuner == "random"

@@ -13,6 +13,7 @@ for something that is searched.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 from typing import Any
 
@@ -124,6 +125,9 @@ def settings_from_flags(values: flags.FlagValues = FLAGS) -> SweepSettings:
           "--space_augment_strength: trainers.main --hparams does not take augment_strength "
           "yet, so the sweep's best_hparams.json could not be trained; leave it unsearched")
   tuner = values.tuner
+  if tuner == "bayesian" and importlib.util.find_spec("sklearn") is None:
+    raise UsageError("--tuner=bayesian needs scikit-learn (KerasTuner's Gaussian process): "
+                     "pip install scikit-learn, or use --tuner=random or hyperband")
   if values.max_trials == 0 and tuner != "hyperband":
     raise UsageError(f"--max_trials must be >= 1 with --tuner={tuner} (0 is for hyperband)")
   return SweepSettings(
