@@ -21,6 +21,8 @@ from pathlib import Path
 import fer_helpers as helpers
 import pytest
 import tensorflow as tf
+from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
 
 from fer_tfds.fer2013 import fake_data
 from trainers import data, train
@@ -115,7 +117,13 @@ def test_sweep_writes_results_that_the_trainer_takes(data_dir, tmp_path, monkeyp
   assert markdown.count("| COMPLETED |") == 3 and "Best: trial" in markdown
   assert (project / results.PLOT).read_bytes()[:8] == PNG_SIGNATURE
   # TensorBoard: the HParams experiment at the top, a session and scalars per trial.
-  assert list((project / results.LOGS).glob("events.out.tfevents.*"))
+  experiment = event_accumulator.EventAccumulator(str(project / results.LOGS))
+  experiment.Reload()
+  raw = experiment.PluginTagToContent("hparams")["_hparams_/experiment"]
+  names = [h.name for h in plugin_data_pb2.HParamsPluginData.FromString(raw)
+           .experiment.hparam_infos]
+  assert names == ["filters_1", "filters_2", "filters_3", "filters_4", "dropout", "dense_units",
+                   "learning_rate"]
   assert fits_per_trial(project) == {"0": 1, "1": 1, "2": 1}
 
   # best_hparams.json is the best row, and trainers.main trains from it as it is.
