@@ -110,7 +110,8 @@ def child_args() -> list[str]:
   values = tuning_flags.FLAGS
   args = []
   for name in sorted(set(values)):
-    if name in LAUNCH_FLAGS or name in ("help", "helpshort", "helpfull", "helpxml"):
+    # A --flagfile is already expanded into the flags it holds (the launcher's own too).
+    if name in LAUNCH_FLAGS or name in ("help", "helpshort", "helpfull", "helpxml", "flagfile"):
       continue
     flag = values[name]
     if flag.present and flag.name == name:
