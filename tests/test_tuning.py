@@ -297,7 +297,7 @@ def test_sigkill_during_a_trial_then_the_same_command_resumes(data_dir, tmp_path
   script = tmp_path / "slow_sweep.py"
   script.write_text(_SLOW_SWEEP)
   progress = tmp_path / "progress.txt"
-  env = subprocess_env(PROGRESS_FILE=str(progress), STEP_DELAY="0.5")
+  env = subprocess_env(PROGRESS_FILE=str(progress), STEP_DELAY="0.3")
   command = [sys.executable, str(script), *sweep_args(data_dir, tmp_path / "sweeps")[1:],
              "--max_trials=3"]
   project = tmp_path / "sweeps" / "sweep"
