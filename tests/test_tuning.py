@@ -30,7 +30,7 @@ from trainers import flags as trainer_flags
 from trainers import main as trainer_main
 from tuning import distributed, launch, results
 from tuning import main as tuning_main
-from tuning.hypermodel import FerHyperModel
+from tuning.hypermodel import FerHyperModel, Pipelines
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = (56, 14, 14)  # train, validation, test examples
@@ -197,6 +197,33 @@ def test_hyperband_continues_the_best_trial_from_its_checkpoint(data_dir, tmp_pa
   first_round = [r for r in rows if r["epochs"] == "1"]
   best = max(first_round, key=lambda r: float(r["val_accuracy"]))
   assert rows[2]["filters"] == best["filters"] and rows[2]["dropout"] == best["dropout"]
+
+
+def test_searched_augmentation_builds_one_pipeline_per_strength(data_dir, tmp_path,
+                                                               monkeypatch):
+  # Once trainers.main --hparams takes augment_strength, a sweep may search it.
+  monkeypatch.setattr(trainer_flags, "TRAINING_HPARAMS",
+                      (*trainer_flags.TRAINING_HPARAMS, "augment_strength"))
+  builds = []
+  original = Pipelines.train
+
+  def spy(self, augment_strength):
+    result = original(self, augment_strength)
+    builds[:] = self.builds
+    return result
+
+  monkeypatch.setattr(Pipelines, "train", spy)
+  argv = sweep_args(data_dir, tmp_path, "--max_trials=3", "--space_augment_strength=0,1",
+                    "--space_filters=4", "--space_dense_units=8")
+  assert tuning_main.run(argv) == 0
+  rows = trial_table(tmp_path / "sweep")
+  strengths = {float(r["augment_strength"]) for r in rows}
+  trains = [b for b in builds if b.startswith("train")]
+  assert sorted(trains) == sorted(f"train@{s:g}" for s in strengths)  # each built once
+  best = json.loads((tmp_path / "sweep" / results.BEST_HPARAMS).read_text())
+  _, training, _ = trainer_flags.load_hparams(str(tmp_path / "sweep" / results.BEST_HPARAMS),
+                                              "improved_cnn")
+  assert training["augment_strength"] == best["augment_strength"] in strengths
 
 
 # --- bad input -------------------------------------------------------------------------------

@@ -151,3 +151,14 @@ def test_bayesian_without_scikit_learn_is_a_clear_error(monkeypatch):
   with pytest.raises(trainer_flags.UsageError, match="--tuner=bayesian needs scikit-learn"):
     _settings("--tuner=bayesian")
   assert _settings("--tuner=random").tuner == "random"
+
+
+def test_augment_strength_is_searched_only_where_the_trainer_takes_it(monkeypatch):
+  monkeypatch.setattr(trainer_flags, "TRAINING_HPARAMS", ("learning_rate", "batch_size"))
+  with pytest.raises(trainer_flags.UsageError, match="does not take augment_strength yet"):
+    _settings("--space_augment_strength=0,1")
+  monkeypatch.setattr(trainer_flags, "TRAINING_HPARAMS",
+                      ("learning_rate", "batch_size", "augment_strength"))
+  assert _settings("--space_augment_strength=0,1").space.augment_strength == (0.0, 1.0)
+  with pytest.raises(trainer_flags.UsageError, match="--augment_strength is searched"):
+    _settings("--space_augment_strength=0,1", "--augment_strength=0.5")
