@@ -37,6 +37,10 @@ from tuning import flags as tuning_flags
 from tuning import main as tuning_main
 from tuning.flags import UsageError
 
+# --help lists the sweep's flags too: they are passed on to every process.
+flags.adopt_module_key_flags(tuning_flags)
+flags.adopt_module_key_flags(trainer_main.flags)
+
 _GPUS = flags.DEFINE_string(
     "gpus", None,
     "GPUs to use, e.g. 0,1,2,3, or 'all' (CUDA_VISIBLE_DEVICES if set, else every GPU "
