@@ -424,7 +424,13 @@ def test_launcher_bad_input(data_dir, tmp_path, capsys, extra, message):
   assert not (tmp_path / "sweep").exists()
 
 
-def test_launcher_splits_gpus_over_workers():
+def test_launcher_splits_gpus_over_workers(monkeypatch):
   assert launch.worker_devices("0,1,2,3", 0, 1) == ["0", "1", "2", "3"]
   assert launch.worker_devices("0,1,2,3", 0, 2) == ["0,1", "2,3"]
   assert launch.worker_devices(None, 3, 1) == ["", "", ""]
+  monkeypatch.setattr(launch, "_VISIBLE_AT_START", "2,3")  # CUDA_VISIBLE_DEVICES=2,3
+  assert launch.worker_devices("all", 0, 1) == ["2", "3"]
+  assert launch.worker_devices(None, 0, 2) == ["2,3"]
+  monkeypatch.setattr(launch, "_VISIBLE_AT_START", "")
+  with pytest.raises(trainer_flags.UsageError, match="no GPU found"):
+    launch.worker_devices(None, 0, 1)
