@@ -284,9 +284,12 @@ def _distribute(ds: tf.data.Dataset, service: str) -> tf.data.Dataset:
   trainer counts epochs in steps over an endless stream, so each worker
   repeats its pipeline itself: a client-side repeat would start a new job each
   pass. Anonymous jobs: each input pipeline (replica shard) gets its own.
+  Uncompressed: the service's default (snappy) cost a third of the throughput
+  over 127.0.0.1 (15,700 vs 23,700 images/s from one worker, measured).
   """
   return ds.repeat().apply(tf.data.experimental.service.distribute(
-      processing_mode=tf.data.experimental.service.ShardingPolicy.OFF, service=service))
+      processing_mode=tf.data.experimental.service.ShardingPolicy.OFF, service=service,
+      compression=None))
 
 
 def check_global_batch(global_batch_size: int, replicas: int) -> None:
