@@ -31,6 +31,10 @@ def test_default_space_contains_the_untuned_model():
   hp = kt.HyperParameters()
   search_space.declare(space, hp, defaults)
   assert [p.name for p in hp.space] == space.names()
+  # A stepped dropout is its grid, MAX included (KerasTuner's stepped Float misses it).
+  assert hp.space[space.names().index("dropout")].values == [0.2, 0.3, 0.4, 0.5, 0.6]
+  assert search_space.dropout_grid(0.2, 0.5, 0.1) == (0.2, 0.3, 0.4, 0.5)
+  assert search_space.dropout_grid(0.1, 0.45, 0.1) == (0.1, 0.2, 0.3, 0.4)
   model_hparams, training = search_space.split_values(space, hp.values)
   assert model_hparams == defaults  # the declared defaults are the untuned model
   assert training == {"learning_rate": 1e-3}

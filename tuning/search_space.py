@@ -9,7 +9,7 @@ What is searched (the model's own hyperparameters must exist in
 trainers.models; improved_cnn and vgg_style have them):
 
   filters         one Choice per conv block: filters_1 .. filters_N
-  dropout         Float in [min, max] (optionally on a step grid)
+  dropout         Float in [min, max], or a Choice of the points of a step grid
   dense_units     Choice
   learning_rate   Float in [min, max], log scale
   augment_strength  optional Choice (not searched unless given)
@@ -252,14 +252,17 @@ def declare(space: SearchSpace, hp: Any, defaults: Mapping[str, Any]) -> None:
     wanted = default_filters[block - 1] if block <= len(default_filters) else None
     _choice(hp, filters_name(block), choices, wanted)
   low, high, step = space.dropout
+  wanted = defaults.get(DROPOUT)
   if low == high:
     hp.Fixed(DROPOUT, low)
+  elif step is None:
+    inside = _is_number(wanted) and low <= wanted <= high
+    hp.Float(DROPOUT, low, high, default=wanted if inside else low)
   else:
-    wanted = defaults.get(DROPOUT)
-    on_grid = step is None or (isinstance(wanted, float) and
-                               abs((wanted - low) / step - round((wanted - low) / step)) < 1e-6)
-    inside = _is_number(wanted) and low <= wanted <= high and on_grid
-    hp.Float(DROPOUT, low, high, step=step, default=wanted if inside else low)
+    # The grid as a Choice: KerasTuner's stepped Float computes its size with float floor
+    # division ((0.6 - 0.2) // 0.1 == 3.0), so it would never sample MAX.
+    grid = dropout_grid(low, high, step)
+    _choice(hp, DROPOUT, grid, round(wanted, 6) if _is_number(wanted) else None)
   _choice(hp, DENSE_UNITS, space.dense_units, defaults.get(DENSE_UNITS))
   low, high = space.learning_rate
   if low == high:
@@ -268,6 +271,12 @@ def declare(space: SearchSpace, hp: Any, defaults: Mapping[str, Any]) -> None:
     hp.Float(LEARNING_RATE, low, high, sampling="log", default=min(max(1e-3, low), high))
   if space.augment_strength:
     _choice(hp, AUGMENT_STRENGTH, space.augment_strength, 1.0)
+
+
+def dropout_grid(low: float, high: float, step: float) -> tuple[float, ...]:
+  """MIN, MIN + STEP, ... up to MAX (included when on the grid), rounded to 6 decimals."""
+  count = int(math.floor((high - low) / step + 1e-9)) + 1
+  return tuple(round(low + i * step, 6) for i in range(count))
 
 
 def _choice(hp: Any, name: str, choices: Sequence[Any], wanted: Any) -> None:
