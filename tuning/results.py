@@ -146,7 +146,8 @@ def write_markdown(rows: Sequence[dict[str, Any]], best: dict[str, Any] | None,
   lines = [f"# Sweep {settings.project_name} ({settings.tuner}, {settings.train.model})", ""]
   if best is not None:
     lines.append(f"Best: trial {best['trial']}, {OBJECTIVE} {best[OBJECTIVE]:.4f} "
-                 f"(validation split). `python -m trainers.main --hparams={BEST_HPARAMS}`")
+                 f"(validation split). Train it: `python -m trainers.main "
+                 f"--hparams={os.path.join(settings.project_dir, BEST_HPARAMS)}`")
   else:
     lines.append("No trial has completed yet.")
   lines.append("")
