@@ -34,6 +34,7 @@ setup(
         # tools.predict: image decoding and the Haar face cascade (cv2.data.haarcascades);
         # OpenCV 5 no longer ships the cascades nor CascadeClassifier.
         "opencv-python-headless>=4.5,<5",
+        "scikit-learn",  # KerasTuner's --tuner=bayesian (its Gaussian process)
         # The `tfds` command line imports these at start-up, even for builders
         # that use none of them (README, "The tfds command line"). apache-beam
         # >= 2.65 keeps the numpy/protobuf that TensorFlow uses; older ones
