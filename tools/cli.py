@@ -68,26 +68,10 @@ def run(main: Callable[[list[str]], int], positional: bool = False) -> None:
 
 
 def resolve_dataset(name: str, data_dir: str | None) -> str:
-  """The TFDS dataset `name` stands for, prepared; an unprepared fer2013 is a UsageError.
-
-  auto: fer2013 when prepared, else the synthetic faces (trainers.data logs a
-  warning saying so). The synthetic set is built on first use (seconds).
-  """
-  import tensorflow_datasets as tfds
-
+  """trainers.data.prepared_dataset, with its error as a UsageError (one line, exit 2)."""
   from trainers import data
 
-  if name in data.AUTO_NAMES or name == "":
-    return data.resolve_dataset(None, data_dir)
   try:
-    builder = tfds.builder(name, data_dir=data_dir)
-  except Exception as e:  # noqa: BLE001  (tfds raises several types for a bad name)
-    raise UsageError(f"unknown --dataset={name}: {one_line(e)}") from None
-  if builder.is_prepared():
-    return name
-  if builder.name == data.REAL_DATASET:
-    where = data_dir or "the default TFDS data dir (~/tensorflow_datasets)"
-    raise UsageError(f"--dataset={name} is not prepared in {where}; put a FER2013 download in "
-                     f"DIR and run: {data.build_command(data_dir)}")
-  builder.download_and_prepare()
-  return name
+    return data.prepared_dataset(name, data_dir)
+  except ValueError as e:
+    raise UsageError(str(e)) from None

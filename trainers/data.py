@@ -69,6 +69,32 @@ def resolve_dataset(name: str | None, data_dir: str | None) -> str:
   return SYNTHETIC_DATASET
 
 
+def prepared_dataset(name: str | None, data_dir: str | None) -> str:
+  """The prepared TFDS dataset `name` stands for; ValueError when it cannot be had.
+
+  auto: as `resolve_dataset`. A dataset we generate (the synthetic faces) is
+  built on first use; an unprepared fer2013 is an error that prints the
+  `tfds build` command. One rule for the trainer and the tools, which turn the
+  ValueError into their one-line usage error.
+  """
+  if name in AUTO_NAMES or name == "":
+    return resolve_dataset(None, data_dir)
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+  except Exception as e:  # noqa: BLE001  (tfds raises several types for a bad name)
+    raise ValueError(f"unknown --dataset={name}: {' '.join(str(e).split())}") from None
+  if builder.is_prepared():
+    return name
+  if builder.name == REAL_DATASET:
+    where = data_dir or "the default TFDS data dir (~/tensorflow_datasets)"
+    raise ValueError(
+        f"--dataset={name} is not prepared in {where}; put a FER2013 download in DIR and run: "
+        f"{build_command(data_dir)}")
+  logging.info("Building %s (first use).", name)
+  builder.download_and_prepare()
+  return name
+
+
 def preprocess_images(images: tf.Tensor, image_size: int = NATIVE_SIZE,
                       channels: int = 1) -> tf.Tensor:
   """uint8 (..., H, W, 1) faces -> float32 in [0, 1], image_size square, 1 or 3 channels.

@@ -261,27 +261,11 @@ def build_model(config: TrainConfig, strategy: tf.distribute.Strategy, num_class
 
 
 def resolve_dataset(name: str, data_dir: str | None) -> str:
-  """The TFDS dataset to train on; an explicit fer2013 that is not prepared is a UsageError.
-
-  auto defers to data.resolve_dataset (real data if prepared, else the
-  synthetic set, logged). An explicit synthetic dataset is built on first use.
-  """
-  if name in data.AUTO_NAMES or name == "":
-    return data.resolve_dataset(None, data_dir)
+  """data.prepared_dataset, with its error as a UsageError (one line, exit 2)."""
   try:
-    builder = tfds.builder(name, data_dir=data_dir)
-  except Exception as e:  # noqa: BLE001  (tfds raises several types for a bad name)
-    raise UsageError(f"unknown --dataset={name}: {_one_line(e)}") from None
-  if builder.is_prepared():
-    return name
-  if builder.name == data.REAL_DATASET:
-    where = data_dir or "the default TFDS data dir (~/tensorflow_datasets)"
-    raise UsageError(
-        f"--dataset={name} is not prepared in {where}; put a FER2013 download in DIR and run: "
-        f"{data.build_command(data_dir)}")
-  logging.info("Building %s (first use).", name)
-  builder.download_and_prepare()
-  return name
+    return data.prepared_dataset(name, data_dir)
+  except ValueError as e:
+    raise UsageError(str(e)) from None
 
 
 def prepare_model_dir(model_dir: str, record: dict[str, Any], overwrite: bool) -> None:
