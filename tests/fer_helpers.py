@@ -24,6 +24,13 @@ def build(manual_dir, data_dir, config="strict", download_mode=None):
   return builder
 
 
+def build_fake_fer2013(root, rows, seed):
+  """Draws `rows` (train, validation, test counts) into root/manual/fer2013.csv and builds
+  fer2013 from it into root/tfds: the tiny real-format dataset the trainer's tests use."""
+  fake_data.write_csv(root / "manual" / "fer2013.csv", fake_data.fake_rows(rows, seed=seed))
+  return build(root / "manual", root / "tfds")
+
+
 def read_split(builder, split):
   """The examples of `split` in stored order (no file shuffling), as numpy."""
   ds = builder.as_dataset(split=split, shuffle_files=False)

@@ -17,7 +17,6 @@ from pathlib import Path
 import fer_helpers as helpers
 import pytest
 
-from fer_tfds.fer2013 import fake_data
 from tools import data_service
 from tools import launch_local_cluster as cluster
 from trainers import data, main, train
@@ -29,8 +28,7 @@ ROWS = (56, 14, 14)
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
   root = tmp_path_factory.mktemp("fer2013")
-  fake_data.write_csv(root / "manual" / "fer2013.csv", fake_data.fake_rows(ROWS, seed=3))
-  helpers.build(root / "manual", root / "tfds")
+  helpers.build_fake_fer2013(root, ROWS, seed=3)
   return str(root / "tfds")
 
 

@@ -16,7 +16,6 @@ import keras
 import numpy as np
 import pytest
 
-from fer_tfds.fer2013 import fake_data
 from tools import inference
 from trainers import data, models
 
@@ -37,8 +36,7 @@ def error_lines(stderr):
 def setup(tmp_path_factory):
   """A tiny fer2013 and an untrained improved_cnn saved as .keras."""
   root = tmp_path_factory.mktemp("export")
-  fake_data.write_csv(root / "manual" / "fer2013.csv", fake_data.fake_rows(ROWS, seed=5))
-  helpers.build(root / "manual", root / "tfds")
+  helpers.build_fake_fer2013(root, ROWS, seed=5)
   keras.utils.set_random_seed(0)
   model = root / "improved_cnn.keras"
   models.build_model("improved_cnn").save(model)

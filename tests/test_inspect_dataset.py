@@ -8,8 +8,6 @@ import cv2
 import fer_helpers as helpers
 import pytest
 
-from fer_tfds.fer2013 import fake_data
-
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 ROWS = (21, 7, 14)  # train, validation, test; labels cycle through the 7 classes
@@ -23,8 +21,7 @@ def run_tool(*args):
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
   root = tmp_path_factory.mktemp("inspect")
-  fake_data.write_csv(root / "manual" / "fer2013.csv", fake_data.fake_rows(ROWS, seed=7))
-  helpers.build(root / "manual", root / "tfds")
+  helpers.build_fake_fer2013(root, ROWS, seed=7)
   return root / "tfds"
 
 

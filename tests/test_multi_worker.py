@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fer_tfds.fer2013 import fake_data
 from tools import launch_local_cluster as cluster
 from trainers import main, train
 
@@ -33,8 +32,7 @@ MULTI = "--strategy=multi_worker_mirrored"
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
   root = tmp_path_factory.mktemp("fer2013")
-  fake_data.write_csv(root / "manual" / "fer2013.csv", fake_data.fake_rows(ROWS, seed=3))
-  helpers.build(root / "manual", root / "tfds")
+  helpers.build_fake_fer2013(root, ROWS, seed=3)
   return str(root / "tfds")
 
 

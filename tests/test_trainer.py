@@ -23,7 +23,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fer_tfds.fer2013 import fake_data
 from trainers import data, main, report, train
 from trainers import flags as trainer_flags
 
@@ -40,8 +39,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def data_dir(tmp_path_factory):
   """A tiny fer2013 (from drawn rows), prepared once for the module."""
   root = tmp_path_factory.mktemp("fer2013")
-  fake_data.write_csv(root / "manual" / "fer2013.csv", fake_data.fake_rows(ROWS, seed=3))
-  helpers.build(root / "manual", root / "tfds")
+  helpers.build_fake_fer2013(root, ROWS, seed=3)
   return str(root / "tfds")
 
 

@@ -24,7 +24,6 @@ import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from fer_tfds.fer2013 import fake_data
 from trainers import data, train
 from trainers import flags as trainer_flags
 from trainers import main as trainer_main
@@ -43,8 +42,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def data_dir(tmp_path_factory):
   """A tiny fer2013 (from drawn rows), prepared once for the module."""
   root = tmp_path_factory.mktemp("fer2013")
-  fake_data.write_csv(root / "manual" / "fer2013.csv", fake_data.fake_rows(ROWS, seed=3))
-  helpers.build(root / "manual", root / "tfds")
+  helpers.build_fake_fer2013(root, ROWS, seed=3)
   return str(root / "tfds")
 
 
