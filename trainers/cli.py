@@ -1,0 +1,99 @@
+"""Command-line conventions shared by every entry point (trainers, tuning, tools).
+
+Why one module: every command behaves the same way to its user. `--help`
+prints the flags and exits 0; a bad flag or bad input is one `error: ...` line
+on stderr and exit code 2, never a traceback; TensorFlow is imported only after
+the flags are known good. Flags are defined by each command's `define_flags()`,
+called from its `main()` (never at import), so that any module can be imported
+next to any other without absl's duplicate-flag errors.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+
+from absl import app, flags
+
+EXIT_USAGE = 2  # bad flags or bad input
+EXIT_FAILED = 1  # the command ran and failed (a sweep stopped by failing trials, ...)
+HELP_FLAGS = ("--help", "-help", "--helpshort", "-helpshort", "-?", "-h")
+
+
+class UsageError(Exception):
+  """Bad input from the user: printed as one `error: ...` line, exit code 2."""
+
+
+def one_line(error: BaseException | str) -> str:
+  """The message on one line (TensorFlow's errors span many)."""
+  text = " ".join(str(error).split())
+  return text or (type(error).__name__ if isinstance(error, BaseException) else "")
+
+
+def print_error(message: BaseException | str) -> None:
+  """`error: message` on stderr, on one line."""
+  print(f"error: {one_line(message)}", file=sys.stderr, flush=True)
+
+
+def fail(message: BaseException | str) -> None:
+  """Prints `error: message` on stderr and exits 2."""
+  print_error(message)
+  sys.exit(EXIT_USAGE)
+
+
+def define_once(define: Callable[[], None], name: str) -> None:
+  """Calls `define()` unless flag `name` (one of its flags) is already defined.
+
+  Lets `main()` (or a test) run twice in one process, and lets a command that
+  reuses another's flags (tuning.main takes the trainer's) define them once.
+  """
+  if name not in flags.FLAGS:
+    define()
+
+
+def parse_flags(argv: Sequence[str], positional: bool = False) -> list[str]:
+  """Parses argv into absl's FLAGS; help exits 0, a bad flag exits 2 with one line.
+
+  `positional`: whether arguments other than flags are allowed (predict's images).
+  """
+  if any(arg in HELP_FLAGS for arg in argv[1:]):
+    app.usage(shorthelp=True, writeto_stdout=True)
+    sys.exit(0)
+  try:
+    rest = flags.FLAGS(list(argv))
+  except flags.Error as e:
+    fail(str(e))
+  if not positional and len(rest) > 1:
+    fail(f"unexpected arguments: {' '.join(rest[1:])} (flags are --name=value)")
+  return rest
+
+
+def run(main: Callable[[list[str]], int | None], positional: bool = False) -> None:
+  """`app.run(main)` (absl logging, exit code) where a UsageError from `main` exits 2."""
+
+  def guarded(argv: list[str]) -> int | None:
+    try:
+      return main(argv)
+    except UsageError as e:
+      fail(str(e))
+    return EXIT_USAGE  # not reached: fail exits
+
+  app.run(guarded, flags_parser=lambda argv: parse_flags(argv, positional))
+
+
+def run_in_process(argv: Sequence[str], main: Callable[[list[str]], int | None],
+                   positional: bool = False) -> int:
+  """`main` on `argv` without exiting the process (tests, notebooks): the exit code.
+
+  Flags must be defined already; they are reset first, so values of an earlier
+  call do not leak into this one.
+  """
+  flags.FLAGS.unparse_flags()
+  try:
+    rest = parse_flags(argv, positional)
+    return int(main(rest) or 0)
+  except UsageError as e:
+    print_error(e)
+    return EXIT_USAGE
+  except SystemExit as e:
+    return int(e.code or 0) if not isinstance(e.code, str) else EXIT_USAGE
