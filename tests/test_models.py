@@ -5,13 +5,15 @@ random weights (no download; imagenet needs internet and is not tested here).
 """
 
 import json
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 from keras import layers
 
-from trainers import models
+from trainers import cli, models
+from trainers.models import __main__ as table
 
 CNNS = [name for name, spec in models.MODELS.items() if spec.channels == 1]
 BACKBONES = [name for name, spec in models.MODELS.items() if spec.channels == 3]
@@ -86,6 +88,26 @@ def test_vgg_style_is_an_8_conv_vgg_with_the_notebook_count():
   assert all(conv.kernel_size == (3, 3) for conv in convs)
   assert [conv.filters for conv in convs] == [32, 32, 32, 32, 128, 128, 128, 128]
   assert sum(isinstance(layer, layers.MaxPooling2D) for layer in model.layers) == 4
+
+
+# --- the table docs/models.md quotes (python -m trainers.models) ---------------------------
+
+
+def test_table_prints_the_exact_counts_docs_quote(capsys):
+  """The command's rows carry the tested counts, and docs/models.md holds them verbatim."""
+  table.print_table(["improved_cnn", "vgg_style"])
+  rows = capsys.readouterr().out.splitlines()
+  assert rows[2:] == [
+      "| improved_cnn | 48x48x1 | 647,111 | 56.6 M |",
+      "| vgg_style | 48x48x1 | 528,295 | 69.7 M |",
+  ]
+  docs = (Path(__file__).parents[1] / "docs" / "models.md").read_text()
+  assert all(row in docs for row in rows)
+
+
+def test_table_command_refuses_unknown_models(capsys):
+  assert cli.run_in_process(["trainers.models", "nope"], table.main, positional=True) == 2
+  assert "unknown model(s) nope" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
