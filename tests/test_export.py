@@ -2,7 +2,7 @@
 
 An untrained improved_cnn is exported as a SavedModel and as float16 and
 full-integer int8 TFLite models (int8 calibrated on the tiny train split), each
-reloaded through tools.inference and compared with the .keras model on the
+reloaded through trainers.inference and compared with the .keras model on the
 same validation images; the int8 model is evaluated by the command.
 """
 
@@ -16,8 +16,7 @@ import keras
 import numpy as np
 import pytest
 
-from tools import inference
-from trainers import data, models
+from trainers import data, inference, models
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = (56, 14, 14)  # train, validation, test

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import skimage.data
 
-from tools import faces, inference
-from trainers import data, models
+from tools import predict
+from trainers import data, inference, models
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -74,7 +74,7 @@ def files(tmp_path_factory):
 
 def test_haar_cascade_finds_the_astronauts_face():
   image = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
-  boxes = faces.detect_faces(faces.to_gray(image))
+  boxes = predict.detect_faces(predict.to_gray(image))
   assert len(boxes) == 1
   box = boxes[0]
   height, width = image.shape[:2]
@@ -85,15 +85,15 @@ def test_haar_cascade_finds_the_astronauts_face():
 
 
 def test_no_face_in_a_flat_image():
-  assert faces.detect_faces(np.full((240, 320), 128, np.uint8)) == []
+  assert predict.detect_faces(np.full((240, 320), 128, np.uint8)) == []
 
 
 def test_crop_grows_the_box_and_pads_at_the_border():
   gray = np.arange(100 * 100, dtype=np.uint16).reshape(100, 100).astype(np.uint8)
-  inside = faces.crop_faces(gray, [faces.Box(40, 40, 20, 20)], margin=0.0)
+  inside = predict.crop_faces(gray, [predict.Box(40, 40, 20, 20)], margin=0.0)
   expected = cv2.resize(gray[40:60, 40:60], (48, 48), interpolation=cv2.INTER_AREA)
   np.testing.assert_array_equal(inside[0, :, :, 0], expected)
-  corner = faces.crop_faces(gray, [faces.Box(0, 0, 30, 30)], margin=0.5)
+  corner = predict.crop_faces(gray, [predict.Box(0, 0, 30, 30)], margin=0.5)
   assert corner.shape == (1, 48, 48, 1) and corner.dtype == np.uint8
 
 
@@ -102,8 +102,8 @@ def test_read_image_says_why(tmp_path):
   (tmp_path / "fake.jpg").write_text("hello")
   for name, reason in (("empty.png", "empty"), ("fake.jpg", "not an image"),
                        ("missing.png", "cannot read")):
-    with pytest.raises(faces.ImageError, match=reason):
-      faces.read_image(tmp_path / name)
+    with pytest.raises(predict.ImageError, match=reason):
+      predict.read_image(tmp_path / name)
 
 
 # --- the command --------------------------------------------------------------------------------
@@ -136,9 +136,9 @@ def test_portrait_faceless_and_non_image_files(files):
     assert name in line
 
   # Exactly the training preprocessing: the same face through trainers.data in-process.
-  image = faces.read_image(files["portrait"])
-  gray_image = faces.to_gray(image)
-  crop = faces.crop_faces(gray_image, faces.detect_faces(gray_image))
+  image = predict.read_image(files["portrait"])
+  gray_image = predict.to_gray(image)
+  crop = predict.crop_faces(gray_image, predict.detect_faces(gray_image))
   model = keras.saving.load_model(files["rgb"])
   expected = np.asarray(model(data.preprocess_images(crop, 96, 3)))[0]
   np.testing.assert_allclose(probabilities, expected, atol=1e-4)

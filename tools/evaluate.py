@@ -23,21 +23,26 @@ from typing import Any
 import numpy as np
 from absl import flags
 
-from tools import cli
+from trainers import cli
 
 SPLITS = ("validation", "train", "test")
 
-_MODEL = flags.DEFINE_string("model", None, "The model: a .keras file, a SavedModel directory "
-                             "or a .tflite file.")
-_SPLIT = flags.DEFINE_enum("split", "validation", SPLITS, "The split to evaluate; test "
-                           "(PrivateTest) only when given explicitly.")
-_DATASET = flags.DEFINE_string("dataset", "auto", "TFDS dataset: auto (fer2013 when prepared, "
-                               "else fer2013_synthetic), fer2013 or fer2013_synthetic.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir (default ~/tensorflow_datasets).")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 256, "Images per model call.", lower_bound=1)
-_OUT = flags.DEFINE_string("out", None, "Write the full report here as JSON.")
-_THREADS = flags.DEFINE_integer("threads", None, "TFLite interpreter threads (default: all "
-                                "cores).", lower_bound=1)
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The command's flags: defined when it runs, never at import (any module imports cleanly)."""
+  flags.DEFINE_string("model", None, "The model: a .keras file, a SavedModel directory or a "
+                      ".tflite file.")
+  flags.DEFINE_enum("split", "validation", SPLITS, "The split to evaluate; test "
+                    "(PrivateTest) only when given explicitly.")
+  flags.DEFINE_string("dataset", "auto", "TFDS dataset: auto (fer2013 when prepared, else "
+                      "fer2013_synthetic), fer2013 or fer2013_synthetic.")
+  flags.DEFINE_string("data_dir", None, "TFDS data dir (default ~/tensorflow_datasets).")
+  flags.DEFINE_integer("batch_size", 256, "Images per model call.", lower_bound=1)
+  flags.DEFINE_string("out", None, "Write the full report here as JSON.")
+  flags.DEFINE_integer("threads", None, "TFLite interpreter threads (default: all cores).",
+                       lower_bound=1)
 
 
 def evaluate(classifier: Any, split: str, dataset: str, data_dir: str | None,
@@ -47,8 +52,7 @@ def evaluate(classifier: Any, split: str, dataset: str, data_dir: str | None,
   `images_per_second` counts the whole loop (input pipeline and model) after
   the first batch, which pays for tracing and buffer set-up once.
   """
-  from tools import inference
-  from trainers import data, report
+  from trainers import data, inference, report
 
   batches = data.make_dataset(split, dataset=dataset, data_dir=data_dir, batch_size=batch_size,
                               training=False, image_size=classifier.image_size,
@@ -94,24 +98,27 @@ def summary(result: dict[str, Any]) -> str:
 
 def main(argv: list[str]) -> int:
   del argv
-  if not _MODEL.value:
+  if not FLAGS.model:
     raise cli.UsageError("--model is required: a .keras file, a SavedModel directory or a "
                          ".tflite file")
-  from tools import inference  # TensorFlow starts here
-  from trainers import report
+  from trainers import data, files, inference  # TensorFlow starts here
 
   try:
-    classifier = inference.load_model(_MODEL.value, threads=_THREADS.value)
+    classifier = inference.load_model(FLAGS.model, threads=FLAGS.threads)
   except inference.ModelError as e:
     raise cli.UsageError(f"--model={e}") from None
-  dataset = cli.resolve_dataset(_DATASET.value, _DATA_DIR.value)
-  result = evaluate(classifier, _SPLIT.value, dataset, _DATA_DIR.value, _BATCH_SIZE.value)
-  if _OUT.value:
-    os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
-    report.write_json(_OUT.value, result)
+  try:
+    dataset = data.prepared_dataset(FLAGS.dataset, FLAGS.data_dir)
+  except ValueError as e:
+    raise cli.UsageError(str(e)) from None
+  result = evaluate(classifier, FLAGS.split, dataset, FLAGS.data_dir, FLAGS.batch_size)
+  if FLAGS.out:
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
+    files.write_json(FLAGS.out, result)
   print(summary(result))
   return 0
 
 
 if __name__ == "__main__":
+  define_flags()
   cli.run(main)

@@ -10,7 +10,7 @@ a temporary one first): with Keras 3 that is the converter's robust path.
   float16  float16 weights (half the size), float32 compute on CPUs
   int8     full-integer: int8 weights, activations, input and output, calibrated on
            `--calibration_examples` images of the `train` split (trainers.data.make_dataset,
-           training=False, so preprocessed exactly as in training). tools.inference
+           training=False, so preprocessed exactly as in training). trainers.inference
            quantizes the [0, 1] input with the input tensor's scale (1/255) and zero point.
 Measure what quantization costs with `python -m tools.evaluate --model=OUT`.
 
@@ -31,23 +31,28 @@ from typing import Any
 
 from absl import flags, logging
 
-from tools import cli
+from trainers import cli
 
 FORMATS = ("saved_model", "tflite")
 QUANTIZATIONS = ("none", "float16", "int8")
-
-_MODEL = flags.DEFINE_string("model", None, "The model to export: a .keras file, or for "
-                             "--format=tflite also a SavedModel directory.")
-_FORMAT = flags.DEFINE_enum("format", "tflite", FORMATS, "Output format.")
-_QUANTIZE = flags.DEFINE_enum("quantize", "none", QUANTIZATIONS, "TFLite quantization.")
-_OUT = flags.DEFINE_string("out", None, "Output path (default: beside the model).")
-_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing output.")
-_DATASET = flags.DEFINE_string("dataset", "auto", "int8 calibration data: auto (fer2013 when "
-                               "prepared, else fer2013_synthetic), fer2013 or fer2013_synthetic.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir (default ~/tensorflow_datasets).")
-_CALIBRATION = flags.DEFINE_integer("calibration_examples", 1000, "int8: train images that "
-                                    "calibrate the activation ranges.", lower_bound=1)
 CALIBRATION_BATCH = 50
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The command's flags: defined when it runs, never at import (any module imports cleanly)."""
+  flags.DEFINE_string("model", None, "The model to export: a .keras file, or for "
+                      "--format=tflite also a SavedModel directory.")
+  flags.DEFINE_enum("format", "tflite", FORMATS, "Output format.")
+  flags.DEFINE_enum("quantize", "none", QUANTIZATIONS, "TFLite quantization.")
+  flags.DEFINE_string("out", None, "Output path (default: beside the model).")
+  flags.DEFINE_bool("overwrite", False, "Replace an existing output.")
+  flags.DEFINE_string("dataset", "auto", "int8 calibration data: auto (fer2013 when prepared, "
+                      "else fer2013_synthetic), fer2013 or fer2013_synthetic.")
+  flags.DEFINE_string("data_dir", None, "TFDS data dir (default ~/tensorflow_datasets).")
+  flags.DEFINE_integer("calibration_examples", 1000, "int8: train images that calibrate the "
+                       "activation ranges.", lower_bound=1)
 
 
 def default_out(model: Path, form: str, quantize: str) -> Path:
@@ -97,7 +102,7 @@ def export(model_path: str, form: str, quantize: str, out: Path, dataset: str | 
 
   `dataset` is only read for int8 (resolved by the caller).
   """
-  from tools import inference
+  from trainers import inference
 
   kind = inference.model_format(model_path)
   if kind == "tflite":
@@ -145,7 +150,7 @@ def export(model_path: str, form: str, quantize: str, out: Path, dataset: str | 
 def _load_keras(path: str) -> Any:
   import keras
 
-  from tools import inference
+  from trainers import inference
 
   try:
     model = keras.saving.load_model(path, compile=False)
@@ -160,23 +165,26 @@ def _load_keras(path: str) -> Any:
 
 def main(argv: list[str]) -> int:
   del argv
-  if not _MODEL.value:
+  if not FLAGS.model:
     raise cli.UsageError("--model is required: a .keras file (or a SavedModel directory for "
                          "--format=tflite)")
-  model = Path(_MODEL.value)
-  if _FORMAT.value == "saved_model" and _QUANTIZE.value != "none":
+  model = Path(FLAGS.model)
+  if FLAGS.format == "saved_model" and FLAGS.quantize != "none":
     raise cli.UsageError("--quantize applies to --format=tflite only")
-  out = Path(_OUT.value) if _OUT.value else default_out(model, _FORMAT.value, _QUANTIZE.value)
-  if out.exists() and not _OVERWRITE.value:
+  out = Path(FLAGS.out) if FLAGS.out else default_out(model, FLAGS.format, FLAGS.quantize)
+  if out.exists() and not FLAGS.overwrite:
     raise cli.UsageError(f"{out} exists; pass --overwrite to replace it, or --out=PATH")
-  from tools import inference  # TensorFlow starts here
+  from trainers import data, inference  # TensorFlow starts here
 
   dataset = None
-  if _FORMAT.value == "tflite" and _QUANTIZE.value == "int8":
-    dataset = cli.resolve_dataset(_DATASET.value, _DATA_DIR.value)
+  if FLAGS.format == "tflite" and FLAGS.quantize == "int8":
+    try:
+      dataset = data.prepared_dataset(FLAGS.dataset, FLAGS.data_dir)
+    except ValueError as e:
+      raise cli.UsageError(str(e)) from None
   try:
-    written = export(str(model), _FORMAT.value, _QUANTIZE.value, out, dataset, _DATA_DIR.value,
-                     _CALIBRATION.value)
+    written = export(str(model), FLAGS.format, FLAGS.quantize, out, dataset, FLAGS.data_dir,
+                     FLAGS.calibration_examples)
   except inference.ModelError as e:
     raise cli.UsageError(f"--model={e}") from None
   print(f"wrote {written} ({inference.model_bytes(written):,} bytes)")
@@ -184,4 +192,5 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+  define_flags()
   cli.run(main)

@@ -18,16 +18,21 @@ from typing import Any
 import numpy as np
 from absl import flags
 
-from tools import cli
+from trainers import cli
 
-_DATASET = flags.DEFINE_string("dataset", "auto", "TFDS dataset: auto (fer2013 when prepared, "
-                               "else fer2013_synthetic), fer2013 or fer2013_synthetic.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir (default ~/tensorflow_datasets).")
-_OUT = flags.DEFINE_string("out", None, "The PNG grid of sample faces (default: "
-                           "DATASET_samples.png in the current directory).")
-_SPLIT = flags.DEFINE_string("split", "train", "The split the samples come from.")
-_PER_CLASS = flags.DEFINE_integer("per_class", 8, "Sample faces per class.", lower_bound=1,
-                                  upper_bound=64)
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The command's flags: defined when it runs, never at import (any module imports cleanly)."""
+  flags.DEFINE_string("dataset", "auto", "TFDS dataset: auto (fer2013 when prepared, else "
+                      "fer2013_synthetic), fer2013 or fer2013_synthetic.")
+  flags.DEFINE_string("data_dir", None, "TFDS data dir (default ~/tensorflow_datasets).")
+  flags.DEFINE_string("out", None, "The PNG grid of sample faces (default: "
+                      "DATASET_samples.png in the current directory).")
+  flags.DEFINE_string("split", "train", "The split the samples come from.")
+  flags.DEFINE_integer("per_class", 8, "Sample faces per class.", lower_bound=1,
+                       upper_bound=64)
 
 
 def label_counts(builder: Any, split: str) -> np.ndarray:
@@ -100,11 +105,16 @@ def main(argv: list[str]) -> int:
   del argv
   import tensorflow_datasets as tfds  # TensorFlow starts here
 
-  dataset = cli.resolve_dataset(_DATASET.value, _DATA_DIR.value)
-  builder = tfds.builder(dataset, data_dir=_DATA_DIR.value)
+  from trainers import data
+
+  try:
+    dataset = data.prepared_dataset(FLAGS.dataset, FLAGS.data_dir)
+  except ValueError as e:
+    raise cli.UsageError(str(e)) from None
+  builder = tfds.builder(dataset, data_dir=FLAGS.data_dir)
   splits = list(builder.info.splits)
-  if _SPLIT.value not in splits:
-    raise cli.UsageError(f"--split={_SPLIT.value}: {dataset} has the splits {', '.join(splits)}")
+  if FLAGS.split not in splits:
+    raise cli.UsageError(f"--split={FLAGS.split}: {dataset} has the splits {', '.join(splits)}")
   names = list(builder.info.features["label"].names)
   counts = {split: label_counts(builder, split) for split in splits}
   for split in splits:
@@ -115,14 +125,15 @@ def main(argv: list[str]) -> int:
   print(f"{builder.info.full_name} in {builder.data_dir}")
   print(table(names, counts))
 
-  out = _OUT.value or f"{dataset}_samples.png"
+  out = FLAGS.out or f"{dataset}_samples.png"
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-  plot_grid(samples(builder, _SPLIT.value, _PER_CLASS.value), names, counts[_SPLIT.value], out,
-            f"{builder.info.full_name}, {_SPLIT.value} split: the first {_PER_CLASS.value} "
+  plot_grid(samples(builder, FLAGS.split, FLAGS.per_class), names, counts[FLAGS.split], out,
+            f"{builder.info.full_name}, {FLAGS.split} split: the first {FLAGS.per_class} "
             "faces of each class (count in the split)")
   print(f"wrote {out}")
   return 0
 
 
 if __name__ == "__main__":
+  define_flags()
   cli.run(main)

@@ -5,7 +5,7 @@ r"""Emotions of the faces in photos, with a trained model.
 
 Each face is found with OpenCV's Haar cascade, cropped with a margin, made a
 48x48 grayscale face like FER2013's and fed to the model through the training
-preprocessing (tools.faces, tools.inference). Per face it prints the box
+preprocessing (trainers.inference). Per face it prints the box
 (x, y, width, height in pixels), the emotion and the 7 probabilities; `--json`
 prints one JSON object per image instead (JSON Lines). Faces of several images
 are classified together in batches; a folder is read one image at a time
@@ -20,32 +20,178 @@ used, 0 otherwise.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from absl import flags
 
-from tools import cli
+from trainers import cli
 
-_MODEL = flags.DEFINE_string("model", None, "The model: a .keras file, a SavedModel directory "
-                             "or a .tflite file (tools.export).")
-_JSON = flags.DEFINE_bool("json", False, "Print one JSON object per image (JSON Lines).")
-_ANNOTATE = flags.DEFINE_string("annotate", None, "Write each image with its faces boxed and "
-                                "labelled into this directory.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Faces per model call.", lower_bound=1)
-_MARGIN = flags.DEFINE_float("margin", 0.1, "Room added around each detected face, as a "
-                             "fraction of its size on every side.", lower_bound=0.0,
-                             upper_bound=1.0)
-_MIN_FACE = flags.DEFINE_integer("min_face", 30, "Smallest face to look for, in pixels.",
-                                 lower_bound=10)
-_THREADS = flags.DEFINE_integer("threads", None, "TFLite interpreter threads (default: all "
-                                "cores).", lower_bound=1)
+FLAGS = flags.FLAGS
 EXIT_FAILED = 1
+FACE_SIZE = 48  # FER2013's native face size
+CASCADE = "haarcascade_frontalface_default.xml"
+# Image files a folder is scanned for; a file named on the command line is always tried.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm",
+                            ".ppm", ".pbm", ".jp2"})
+
+
+def define_flags() -> None:
+  """The command's flags: defined when it runs, never at import (any module imports cleanly)."""
+  flags.DEFINE_string("model", None, "The model: a .keras file, a SavedModel directory or a "
+                      ".tflite file (tools.export).")
+  flags.DEFINE_bool("json", False, "Print one JSON object per image (JSON Lines).")
+  flags.DEFINE_string("annotate", None, "Write each image with its faces boxed and labelled "
+                      "into this directory.")
+  flags.DEFINE_integer("batch_size", 64, "Faces per model call.", lower_bound=1)
+  flags.DEFINE_float("margin", 0.1, "Room added around each detected face, as a fraction of "
+                     "its size on every side.", lower_bound=0.0, upper_bound=1.0)
+  flags.DEFINE_integer("min_face", 30, "Smallest face to look for, in pixels.", lower_bound=10)
+  flags.DEFINE_integer("threads", None, "TFLite interpreter threads (default: all cores).",
+                       lower_bound=1)
+
+
+# Faces in photos: read an image, find faces with OpenCV's Haar cascade, crop them FER-style.
+# Here, not in a module of their own, because this command is their only user.
+#
+# Why the Haar cascade: it ships inside opencv-python-headless (cv2.data), so prediction works
+# offline with no model download, and it is fast on a CPU. FER2013's faces are 48x48 grayscale
+# crops with a little room around the face; `crop_faces` reproduces that (square box plus
+# `margin`, grayscale, area-averaged down to 48x48 uint8), and the classifier then applies the
+# training preprocessing (trainers.data.preprocess_images) to these uint8 faces, exactly as it
+# does to FER2013's.
+
+
+class ImageError(ValueError):
+  """A file that cannot be read as an image."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Box:
+  """A face's bounding box in the original image's pixels."""
+
+  x: int
+  y: int
+  width: int
+  height: int
+
+
+@functools.cache
+def cascade() -> cv2.CascadeClassifier:
+  """The frontal-face Haar cascade of opencv-python-headless, loaded once."""
+  path = os.path.join(cv2.data.haarcascades, CASCADE)
+  classifier = cv2.CascadeClassifier(path)
+  if classifier.empty():
+    raise RuntimeError(f"cannot load OpenCV's Haar cascade {path}; reinstall "
+                       "opencv-python-headless<5 (OpenCV 5 no longer ships it)")
+  return classifier
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+  """The image at `path` as BGR uint8 (H, W, 3); ImageError saying why it cannot be read.
+
+  Decoded from bytes (np.fromfile + imdecode) rather than cv2.imread, so paths
+  with non-ASCII characters work and a missing file is told apart from one
+  that is not an image.
+  """
+  try:
+    raw = np.fromfile(path, dtype=np.uint8)
+  except OSError as e:
+    raise ImageError(f"cannot read the file: {e.strerror or e}") from None
+  if raw.size == 0:
+    raise ImageError("the file is empty")
+  image = cv2.imdecode(raw, cv2.IMREAD_COLOR)
+  if image is None:
+    raise ImageError("not an image OpenCV can decode (JPEG, PNG, BMP, TIFF, WebP, ...)")
+  return image
+
+
+def detect_faces(gray: np.ndarray, min_size: int = 30, max_side: int = 1280,
+                 min_neighbors: int = 5) -> list[Box]:
+  """Face boxes of a grayscale uint8 image, largest first.
+
+  Large photos are searched on a copy scaled down to `max_side` pixels (the
+  cascade's cost grows with the pixel count; a face below 30 px there is too
+  small for a 48x48 crop anyway); boxes are returned in full-size pixels.
+  """
+  scale = min(1.0, max_side / max(gray.shape[:2]))
+  small = gray if scale == 1.0 else cv2.resize(gray, None, fx=scale, fy=scale,
+                                               interpolation=cv2.INTER_AREA)
+  found = cascade().detectMultiScale(cv2.equalizeHist(small), scaleFactor=1.1,
+                                     minNeighbors=min_neighbors,
+                                     minSize=(min_size, min_size))
+  boxes = [Box(*(int(round(v / scale)) for v in box)) for box in np.reshape(found, (-1, 4))]
+  return sorted(boxes, key=lambda b: (-b.width * b.height, b.y, b.x))
+
+
+def crop_faces(gray: np.ndarray, boxes: Sequence[Box], margin: float = 0.1) -> np.ndarray:
+  """uint8 (N, 48, 48, 1) faces: each box grown by `margin` of its size on every side.
+
+  A grown box that leaves the image is filled by repeating the border pixels,
+  so the face stays centred and undistorted.
+  """
+  faces = np.zeros((len(boxes), FACE_SIZE, FACE_SIZE, 1), np.uint8)
+  height, width = gray.shape[:2]
+  for i, box in enumerate(boxes):
+    side = max(box.width, box.height)
+    grown = int(round(side * (1 + 2 * margin)))
+    left = box.x + box.width // 2 - grown // 2
+    top = box.y + box.height // 2 - grown // 2
+    crop = gray[max(top, 0):top + grown, max(left, 0):left + grown]
+    pad = (max(-top, 0), max(top + grown - height, 0), max(-left, 0),
+           max(left + grown - width, 0))
+    if any(pad):
+      crop = cv2.copyMakeBorder(crop, *pad, cv2.BORDER_REPLICATE)
+    faces[i, :, :, 0] = cv2.resize(crop, (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_AREA)
+  return faces
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+  return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+
+
+def annotate(image: np.ndarray, boxes: Sequence[Box], labels: Sequence[str]) -> np.ndarray:
+  """A copy of the BGR `image` with each box drawn and its label written above it."""
+  out = image.copy()
+  thickness = max(1, round(max(image.shape[:2]) / 400))
+  font_scale = max(0.4, max(image.shape[:2]) / 1000)
+  for box, label in zip(boxes, labels, strict=True):
+    cv2.rectangle(out, (box.x, box.y), (box.x + box.width, box.y + box.height), (0, 255, 0),
+                  thickness)
+    (text_width, text_height), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX,
+                                                      font_scale, thickness)
+    top = max(box.y - text_height - base - 2, 0)
+    cv2.rectangle(out, (box.x, top), (box.x + text_width + 2, top + text_height + base + 2),
+                  (0, 255, 0), cv2.FILLED)
+    cv2.putText(out, label, (box.x + 1, top + text_height + 1), cv2.FONT_HERSHEY_SIMPLEX,
+                font_scale, (0, 0, 0), thickness, cv2.LINE_AA)
+  return out
+
+
+def write_image(path: Path, image: np.ndarray) -> Path:
+  """Writes `image` (BGR) to `path`, or to `path` + '.png' if OpenCV cannot write that
+  format (e.g. GIF); returns the path written."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  ok, encoded = False, None
+  try:
+    ok, encoded = cv2.imencode(path.suffix or ".png", image)
+  except cv2.error:
+    ok = False
+  if not ok:
+    path = path.with_name(path.name + ".png")
+    ok, encoded = cv2.imencode(".png", image)
+  encoded.tofile(path)
+  return path
+
+
+# The command: files in, one report per image out.
 
 
 @dataclasses.dataclass
@@ -63,8 +209,6 @@ class Item:
 def image_files(arguments: list[str]) -> Iterator[tuple[Path, Path, str | None]]:
   """(file, annotation name, error) per input: named files as they are, folders walked
   (sorted, image suffixes only), a missing path or an empty folder as an error."""
-  from tools import faces
-
   for argument in arguments:
     path = Path(argument)
     if path.is_dir():
@@ -73,7 +217,7 @@ def image_files(arguments: list[str]) -> Iterator[tuple[Path, Path, str | None]]
         dirs.sort()
         for name in sorted(files):
           file = Path(root) / name
-          if file.suffix.lower() in faces.IMAGE_SUFFIXES:
+          if file.suffix.lower() in IMAGE_SUFFIXES:
             found = True
             yield file, Path(path.resolve().name) / file.relative_to(path), None
       if not found:
@@ -100,22 +244,20 @@ class Predictor:
     self.images = self.faces = self.failed = 0
 
   def add(self, path: Path, annotate_name: Path, error: str | None) -> None:
-    from tools import faces
-
     item = Item(path, annotate_name if self.annotate_dir else None, error)
     if item.error is None:
       try:
-        image = faces.read_image(path)
-      except faces.ImageError as e:
+        image = read_image(path)
+      except ImageError as e:
         item.error = str(e)
       else:
-        gray = faces.to_gray(image)
-        item.boxes = faces.detect_faces(gray, min_size=self.min_face)
+        gray = to_gray(image)
+        item.boxes = detect_faces(gray, min_size=self.min_face)
         if not item.boxes:
           item.error = (f"no face found (the Haar cascade looks for frontal faces at least "
                         f"{self.min_face} px wide; a smaller --min_face finds smaller ones)")
         else:
-          item.faces = faces.crop_faces(gray, item.boxes, self.margin)
+          item.faces = crop_faces(gray, item.boxes, self.margin)
           item.image = image if self.annotate_dir else None
     self.pending.append(item)
     waiting = sum(len(i.boxes) for i in self.pending)
@@ -139,8 +281,7 @@ class Predictor:
     self.pending = []
 
   def report(self, item: Item, probabilities: np.ndarray) -> None:
-    from tools import faces
-    from tools.inference import CLASS_NAMES
+    from trainers.inference import CLASS_NAMES
 
     self.images += 1
     if item.error is not None:
@@ -164,10 +305,10 @@ class Predictor:
         print(f"  face {number} at x={box.x} y={box.y} w={box.width} h={box.height}: "
               f"{record['emotion']} ({shares})", flush=True)
     if self.annotate_dir is not None and item.image is not None:
-      drawn = faces.annotate(item.image, item.boxes,
-                             [f"{label} {p.max():.0%}" for label, p in zip(labels, probabilities,
-                                                                             strict=True)])
-      faces.write_image(self._annotation_path(item.annotate_to), drawn)
+      drawn = annotate(item.image, item.boxes,
+                       [f"{label} {p.max():.0%}" for label, p in zip(labels, probabilities,
+                                                                     strict=True)])
+      write_image(self._annotation_path(item.annotate_to), drawn)
 
   def _annotation_path(self, name: Path) -> Path:
     """OUT_DIR/name, with _2, _3, ... when two inputs share a name."""
@@ -182,20 +323,20 @@ class Predictor:
 
 def main(argv: list[str]) -> int:
   arguments = argv[1:]
-  if not _MODEL.value:
+  if not FLAGS.model:
     raise cli.UsageError("--model is required: a .keras file, a SavedModel directory or a "
                          ".tflite file")
   if not arguments:
     raise cli.UsageError("no images given: python -m tools.predict IMAGE_OR_DIR... "
                          "--model=PATH")
-  from tools import inference  # TensorFlow starts here
+  from trainers import inference  # TensorFlow starts here
 
   try:
-    classifier = inference.load_model(_MODEL.value, threads=_THREADS.value)
+    classifier = inference.load_model(FLAGS.model, threads=FLAGS.threads)
   except inference.ModelError as e:
     raise cli.UsageError(f"--model={e}") from None
-  predictor = Predictor(classifier, _BATCH_SIZE.value, _MARGIN.value, _MIN_FACE.value,
-                        _JSON.value, _ANNOTATE.value)
+  predictor = Predictor(classifier, FLAGS.batch_size, FLAGS.margin, FLAGS.min_face, FLAGS.json,
+                        FLAGS.annotate)
   for path, annotate_name, error in image_files(arguments):
     predictor.add(path, annotate_name, error)
   predictor.flush()
@@ -205,4 +346,5 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+  define_flags()
   cli.run(main, positional=True)

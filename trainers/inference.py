@@ -10,6 +10,9 @@ int8 `.tflite` models (tools.export --quantize=int8) have int8 input and
 output tensors; `predict` quantizes the float [0, 1] images with the input
 tensor's scale and zero point (1/255 and -128: exact for 8-bit pixels) and
 dequantizes the output, so callers always pass and get floats.
+
+Why in trainers/: loading an exported model is the counterpart of training's
+export; the tools (predict, evaluate, export) and the tests all load through it.
 """
 
 from __future__ import annotations
