@@ -17,7 +17,7 @@ def face_features() -> tfds.features.FeaturesDict:
   """image (48, 48, 1) uint8, label (the 7 emotions), id (where the example comes from).
 
   The image is stored as raw bytes: read+decode 2x faster than PNG, 11x cheaper
-  to write, 23% more disk (tools/bench_encoding.py, the fer2013 dataset card).
+  to write, 23% more disk (tools/bench/encoding.py, the fer2013 dataset card).
   """
   return tfds.features.FeaturesDict({
       "image": tfds.features.Tensor(

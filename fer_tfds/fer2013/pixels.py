@@ -2,7 +2,7 @@
 
 The CSV releases store each 48x48 face as 2304 space-separated integers. The
 notebook way (``[int(p) for p in row.split()]``, one Python call per pixel)
-costs 11-25 s for the full file here (tools/bench_build.py). Here each row is
+costs 11-25 s for the full file here (tools/bench/build.py). Here each row is
 parsed by numpy's C tokenizer in one call (about 2 s for the file), and every
 malformed row is reported with what is wrong instead of being coerced.
 """

@@ -8,8 +8,8 @@ previous trial ended, and the process's current and peak RSS. The summary
 gives the peak-RSS growth from the end of trial 2 (the first trial pays for the
 data cache and one-off start-up) to the last trial, per trial.
 
-    python -m tools.bench_tuning                       # 12 trials on the default data
-    python -m tools.bench_tuning --max_trials=20 --max_steps_per_epoch=5 --dataset=fer2013
+    python -m tools.bench.tuning                       # 12 trials on the default data
+    python -m tools.bench.tuning --max_trials=20 --max_steps_per_epoch=5 --dataset=fer2013
 """
 
 from __future__ import annotations
@@ -23,9 +23,6 @@ import time
 from typing import Any
 
 from absl import flags
-
-from trainers import main as trainer_main
-from tuning import main as tuning_main
 
 FLAGS = flags.FLAGS
 # A small sweep unless the command line says otherwise.
@@ -87,6 +84,11 @@ def summary(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str]) -> int:
+  # Imported here, not at the top: importing them defines the trainer's and tuning's flags,
+  # and no module may define flags when it is merely imported.
+  from trainers import main as trainer_main
+  from tuning import main as tuning_main
+
   for name, value in DEFAULTS.items():
     FLAGS.set_default(name, value)
   FLAGS.set_default("directory", os.path.join(tempfile.gettempdir(), "fer_bench_tuning"))

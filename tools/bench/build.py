@@ -7,7 +7,7 @@ parsing and writing), and what a user then pays to load the prepared dataset
 (to the first batch, and for one epoch of the train split), against the goals:
 build >= 2x faster than the loop, load >= 20x.
 
-  python -m tools.bench_build [--csv PATH] [--repeats 3] [--baseline_repeats 1]
+  python -m tools.bench.build [--csv PATH] [--repeats 3] [--baseline_repeats 1]
 """
 
 from __future__ import annotations
@@ -27,34 +27,42 @@ from pathlib import Path
 
 from absl import app, flags
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CSV = Path(tempfile.gettempdir()) / "fer2013" / "fer2013.csv"
 MAKE_CSV = REPO_ROOT.parent / "shared" / "data" / "fer2013" / "make_csv.py"
 BUILD_GOAL = 2.0  # baseline / build
 LOAD_GOAL = 20.0  # baseline / load to the first batch
 
-_CSV = flags.DEFINE_string(
-    "csv", None,
-    f"FER2013 CSV (emotion,pixels,Usage). Default: {DEFAULT_CSV}, made there from "
-    f"the image archive next to {MAKE_CSV} (~35 s) when absent.",
-)
-_REPEATS = flags.DEFINE_integer(
-    "repeats", 3, "Repetitions of each measurement of ours; the median is reported.", lower_bound=1
-)
-_BASELINE_REPEATS = flags.DEFINE_integer(
-    "baseline_repeats", 1,
-    "Repetitions of the notebook loop (10-40 s each); 0 skips it (no ratios then).", lower_bound=0,
-)
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 256, "Batch size of the load measurements.")
-_REFERENCE_BASELINE = flags.DEFINE_float(
-    "reference_baseline_s", 37.7,
-    "A previously reported notebook-loop time; ratios to it are printed for comparison only, "
-    "the goals are judged on the baseline measured in this run.",
-)
-_WORK_DIR = flags.DEFINE_string(
-    "work_dir", None, "Where the manual dir and the built data dirs go (default: a new temp dir, "
-    "deleted at the end)."
-)
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The command's flags: defined when it runs, never at import (any module imports cleanly)."""
+  flags.DEFINE_string(
+      "csv", None,
+      f"FER2013 CSV (emotion,pixels,Usage). Default: {DEFAULT_CSV}, made there from "
+      f"the image archive next to {MAKE_CSV} (~35 s) when absent.",
+  )
+  flags.DEFINE_integer(
+      "repeats", 3, "Repetitions of each measurement of ours; the median is reported.",
+      lower_bound=1,
+  )
+  flags.DEFINE_integer(
+      "baseline_repeats", 1,
+      "Repetitions of the notebook loop (10-40 s each); 0 skips it (no ratios then).",
+      lower_bound=0,
+  )
+  flags.DEFINE_integer("batch_size", 256, "Batch size of the load measurements.")
+  flags.DEFINE_float(
+      "reference_baseline_s", 37.7,
+      "A previously reported notebook-loop time; ratios to it are printed for comparison only, "
+      "the goals are judged on the baseline measured in this run.",
+  )
+  flags.DEFINE_string(
+      "work_dir", None, "Where the manual dir and the built data dirs go (default: a new temp "
+      "dir, deleted at the end)."
+  )
+
 
 # Timed in a fresh interpreter: imports, tfds.load, first batch, then one epoch.
 _LOAD_SCRIPT = """
@@ -225,9 +233,9 @@ def describe(name: str, samples: list[float]) -> str:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  csv_path = ensure_csv(_CSV.value)
-  repeats, batch_size = _REPEATS.value, _BATCH_SIZE.value
-  work = Path(_WORK_DIR.value or tempfile.mkdtemp(prefix="bench_build_"))
+  csv_path = ensure_csv(FLAGS.csv)
+  repeats, batch_size = FLAGS.repeats, FLAGS.batch_size
+  work = Path(FLAGS.work_dir or tempfile.mkdtemp(prefix="bench_build_"))
   manual_dir = work / "manual"
   manual_dir.mkdir(parents=True, exist_ok=True)
   (manual_dir / "fer2013.csv").unlink(missing_ok=True)
@@ -236,7 +244,7 @@ def main(argv: list[str]) -> None:
   try:
     results = measure(csv_path, manual_dir, work, repeats, batch_size)
   finally:
-    if _WORK_DIR.value is None:
+    if FLAGS.work_dir is None:
       shutil.rmtree(work, ignore_errors=True)
   report(results)
 
@@ -247,7 +255,7 @@ def measure(csv_path: Path, manual_dir: Path, work: Path, repeats: int,
   baselines = {}
   for key, (label, loader) in BASELINES.items():
     print(f"Baseline: {label} (pandas + per-pixel int())", flush=True)
-    baselines[key] = repeat(_BASELINE_REPEATS.value,
+    baselines[key] = repeat(FLAGS.baseline_repeats,
                             lambda loader=loader: timed(lambda: loader(csv_path)), label)
   print("Ours: tfds build (fresh data_dir each time)", flush=True)
   data_dirs = [Path(tempfile.mkdtemp(prefix="data_", dir=work)) for _ in range(repeats)]
@@ -276,7 +284,7 @@ def report(results: dict[str, list[float]]) -> None:
   med = {name: statistics.median(s) for name, s in results.items() if s}
   med["writing"] = med["build"] - med["startup"] - med["parse"]
   print_medians(results, med)
-  print(HOW_MEASURED.format(batch_size=_BATCH_SIZE.value))
+  print(HOW_MEASURED.format(batch_size=FLAGS.batch_size))
   print_goals(med)
   print(json.dumps({"medians_s": med}))
 
@@ -308,10 +316,11 @@ def print_goals(med: dict[str, float]) -> None:
       print(f"  load to first batch once TF is imported (a running notebook or trainer, which "
             f"import TF anyway): {baseline:.2f} / {med['first_batch_after_imports']:.2f} = "
             f"{baseline / med['first_batch_after_imports']:.1f}x")
-  reference = _REFERENCE_BASELINE.value
+  reference = FLAGS.reference_baseline_s
   print(f"For comparison only, against the reference figure {reference:g} s (not measured in "
         f"this run): build {reference / med['build']:.1f}x, load to first batch "
         f"{reference / med['first_batch']:.1f}x")
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -7,7 +7,7 @@ prefetch) with the flags below. Both are timed here, on the same machine, after
 a warm-up, as examples/s; the achieved GFLOP/s (training ~ 3x the forward
 FLOPs) shows how close the CPU is to its limit.
 
-    python -m tools.bench_train --data_dir ~/tensorflow_datasets
+    python -m tools.bench.train --data_dir ~/tensorflow_datasets
 """
 
 from __future__ import annotations
@@ -18,20 +18,23 @@ import time
 import numpy as np
 from absl import app, flags
 
-_DATASET = flags.DEFINE_string(
-    "dataset", "auto", "TFDS dataset: auto (fer2013 when prepared, else the synthetic set), "
-    "fer2013 or fer2013_synthetic.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir.")
-_MODEL = flags.DEFINE_string("model", "improved_cnn", "Model of trainers.models.MODELS.")
-_EXAMPLES = flags.DEFINE_integer("examples", 8192, "Training examples per measurement.",
-                              lower_bound=256)
-_REPEATS = flags.DEFINE_integer("repeats", 3, "Measurements per configuration (median).",
-                                lower_bound=1)
-_CONFIGS = flags.DEFINE_list(
-    "configs", ["32", "256", "256:spe8", "256:jit"],
-    "Our configurations: BATCH[:speN][:jit][:bf16][:noaug], e.g. 256:spe8:bf16 "
-    "(bf16: mixed bfloat16 precision, the trainer's --mixed_precision on CPU).")
+FLAGS = flags.FLAGS
 GOAL = 2.0
+
+
+def define_flags() -> None:
+  """The command's flags: defined when it runs, never at import (any module imports cleanly)."""
+  flags.DEFINE_string(
+      "dataset", "auto", "TFDS dataset: auto (fer2013 when prepared, else the synthetic set), "
+      "fer2013 or fer2013_synthetic.")
+  flags.DEFINE_string("data_dir", None, "TFDS data dir.")
+  flags.DEFINE_string("model", "improved_cnn", "Model of trainers.models.MODELS.")
+  flags.DEFINE_integer("examples", 8192, "Training examples per measurement.", lower_bound=256)
+  flags.DEFINE_integer("repeats", 3, "Measurements per configuration (median).", lower_bound=1)
+  flags.DEFINE_list(
+      "configs", ["32", "256", "256:spe8", "256:jit"],
+      "Our configurations: BATCH[:speN][:jit][:bf16][:noaug], e.g. 256:spe8:bf16 "
+      "(bf16: mixed bfloat16 precision, the trainer's --mixed_precision on CPU).")
 
 
 def compiled_model(jit: bool = False, steps_per_execution: int = 1,
@@ -43,7 +46,7 @@ def compiled_model(jit: bool = False, steps_per_execution: int = 1,
   keras.utils.set_random_seed(0)
   # --mixed_precision of the trainer on CPU: bfloat16 compute, float32 weights.
   keras.mixed_precision.set_global_policy("mixed_bfloat16" if bfloat16 else "float32")
-  model = build_model(_MODEL.value)
+  model = build_model(FLAGS.model)
   model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"],
                 jit_compile=jit, steps_per_execution=steps_per_execution)
   return model
@@ -76,14 +79,14 @@ def notebook_throughput(dataset: str) -> list[float]:
   """The notebook: Training split as float64 numpy, model.fit(batch_size=32)."""
   import tensorflow_datasets as tfds
 
-  images, labels = tfds.as_numpy(tfds.load(dataset, split="train", data_dir=_DATA_DIR.value,
+  images, labels = tfds.as_numpy(tfds.load(dataset, split="train", data_dir=FLAGS.data_dir,
                                             batch_size=-1, as_supervised=True))
   x = images.astype(np.float64) / 255.0
   y = np.eye(7)[labels]
-  n = min(_EXAMPLES.value, len(x)) // 32 * 32
+  n = min(FLAGS.examples, len(x)) // 32 * 32
   model = compiled_model()
   return [steady_throughput(model, 32, x=x[:n], y=y[:n], batch_size=32)
-          for _ in range(_REPEATS.value)]
+          for _ in range(FLAGS.repeats)]
 
 
 def pipeline_throughput(dataset: str, config: str) -> list[float]:
@@ -96,12 +99,12 @@ def pipeline_throughput(dataset: str, config: str) -> list[float]:
   batch = int(parts[0])
   spe = next((int(p[3:]) for p in parts if p.startswith("spe")), 1)
   model = compiled_model(jit="jit" in parts, steps_per_execution=spe, bfloat16="bf16" in parts)
-  ds = make_dataset("train", dataset=dataset, data_dir=_DATA_DIR.value, batch_size=batch,
+  ds = make_dataset("train", dataset=dataset, data_dir=FLAGS.data_dir, batch_size=batch,
                     training=True, augment_strength=0.0 if "noaug" in parts else 1.0)
   ds = ds.map(lambda x, y: (x, tf.one_hot(y, 7))).repeat()
-  steps = max(5 * spe, _EXAMPLES.value // batch // spe * spe)
+  steps = max(5 * spe, FLAGS.examples // batch // spe * spe)
   return [steady_throughput(model, batch, x=ds, steps_per_epoch=steps)
-          for _ in range(_REPEATS.value)]
+          for _ in range(FLAGS.repeats)]
 
 
 def main(argv: list[str]) -> None:
@@ -110,13 +113,13 @@ def main(argv: list[str]) -> None:
   from trainers.data import resolve_dataset
   from trainers.models import count_macs
 
-  dataset = resolve_dataset(_DATASET.value, _DATA_DIR.value)
+  dataset = resolve_dataset(FLAGS.dataset, FLAGS.data_dir)
   macs = count_macs(compiled_model())
   flops = 3 * 2 * macs  # training: forward + ~2x for the backward pass
-  print(f"dataset {dataset}, model {_MODEL.value}: {macs / 1e6:.1f} M multiply-adds per "
+  print(f"dataset {dataset}, model {FLAGS.model}: {macs / 1e6:.1f} M multiply-adds per "
         f"image forward, ~{flops / 1e9:.2f} GFLOP per training example")
   rows = [("notebook: float64 numpy, batch 32", notebook_throughput(dataset))]
-  for config in _CONFIGS.value:
+  for config in FLAGS.configs:
     rows.append((f"ours: {config}", pipeline_throughput(dataset, config)))
   baseline = statistics.median(rows[0][1])
   print(f"\n{'configuration':<36} {'ex/s':>8} {'GFLOP/s':>8} {'ratio':>6}   samples")
@@ -132,4 +135,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -6,7 +6,7 @@ on real faces (first rows of the CSV; drawn ones when it is absent), what each
 choice costs to encode and serialize, on disk, and to read back through
 tf.data, and prints each as a ratio to the chosen encoding.
 
-  python -m tools.bench_encoding [--csv PATH] [--num_examples 20000] [--repeats 5]
+  python -m tools.bench.encoding [--csv PATH] [--num_examples 20000] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -42,18 +42,22 @@ CANDIDATES: dict[str, Callable[[], tfds.features.FeatureConnector]] = {
     "Image PNG": lambda: tfds.features.Image(shape=IMAGE_SHAPE, encoding_format="png"),
 }
 
-_CSV = flags.DEFINE_string(
-    "csv", str(DEFAULT_CSV),
-    "FER2013 CSV whose first rows are used; drawn images are used if it does not exist.",
-)
-_NUM_EXAMPLES = flags.DEFINE_integer(
-    "num_examples", 20000, "Images per encoding.", lower_bound=256)
-_REPEATS = flags.DEFINE_integer(
-    "repeats", 5,
-    "Repetitions of each timing; the median is reported. Reads take turns across encodings.",
-    lower_bound=1,
-)
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 256, "Batch size of the read pipeline.")
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The command's flags: defined when it runs, never at import (any module imports cleanly)."""
+  flags.DEFINE_string(
+      "csv", str(DEFAULT_CSV),
+      "FER2013 CSV whose first rows are used; drawn images are used if it does not exist.",
+  )
+  flags.DEFINE_integer("num_examples", 20000, "Images per encoding.", lower_bound=256)
+  flags.DEFINE_integer(
+      "repeats", 5,
+      "Repetitions of each timing; the median is reported. Reads take turns across encodings.",
+      lower_bound=1,
+  )
+  flags.DEFINE_integer("batch_size", 256, "Batch size of the read pipeline.")
 
 
 @dataclass
@@ -166,16 +170,17 @@ def print_table(results: dict[str, Result]) -> None:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  images, origin = load_images(Path(_CSV.value), _NUM_EXAMPLES.value)
+  images, origin = load_images(Path(FLAGS.csv), FLAGS.num_examples)
   print(f"Images: {origin}; {len(os.sched_getaffinity(0))} cores; tf {tf.__version__}, "
-        f"tfds {tfds.__version__}; median of {_REPEATS.value}", flush=True)
+        f"tfds {tfds.__version__}; median of {FLAGS.repeats}", flush=True)
   work = Path(tempfile.mkdtemp(prefix="bench_encoding_"))
   try:
-    results = measure(images, work, _REPEATS.value, _BATCH_SIZE.value)
+    results = measure(images, work, FLAGS.repeats, FLAGS.batch_size)
   finally:
     shutil.rmtree(work, ignore_errors=True)
   print_table(results)
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -8,7 +8,7 @@ model's own training speed (`--train_examples_per_s`); the goal is >= 10x.
 It reads the real fer2013 when prepared in `--data_dir`, else the synthetic set:
 
   tfds build fer2013 --imports fer_tfds --manual_dir /tmp/fer2013 --data_dir DIR
-  python -m tools.bench_input --data_dir DIR [--batch_size 128] [--repeats 5]
+  python -m tools.bench.input --data_dir DIR [--batch_size 128] [--repeats 5]
 
 `--data_service_workers=1,2` measures instead the augmented 48x48 training
 input through a tf.data service (`--data_service`, tools/data_service.py) with
@@ -40,24 +40,29 @@ from trainers import data  # noqa: E402
 
 GOAL = 10.0  # pipeline images/s over model training examples/s
 
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir (default ~/tensorflow_datasets).")
-_DATASET = flags.DEFINE_string(
-    "dataset", "auto", "TFDS name; 'auto': fer2013 if prepared in --data_dir, else synthetic.")
-_SPLIT = flags.DEFINE_string("split", "train", "Split to read.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Batch size.", lower_bound=1)
-_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed passes per variant (median).", lower_bound=1)
-_MIN_IMAGES = flags.DEFINE_integer(
-    "min_images", 60_000, "Images per timed pass (the cached split is repeated to reach it).",
-    lower_bound=1)
-_BACKBONE_SIZE = flags.DEFINE_integer("backbone_size", 96, "Image size of the RGB variant.")
-_TRAIN_RATE = flags.DEFINE_float(
-    "train_examples_per_s", 300.0,
-    "Training speed of the model (examples/s) to compare with; default: the small CNN on CPU.")
-_PER_OP = flags.DEFINE_bool("per_op", True, "Also time each augmentation op on its own.")
-_SERVICE_WORKERS = flags.DEFINE_list(
-    "data_service_workers", [],
-    "Worker counts, e.g. 1,2: time only the augmented 48x48 training input through a local "
-    "tf.data service with that many worker processes, against the local pipeline.")
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The command's flags: defined when it runs, never at import (any module imports cleanly)."""
+  flags.DEFINE_string("data_dir", None, "TFDS data dir (default ~/tensorflow_datasets).")
+  flags.DEFINE_string(
+      "dataset", "auto", "TFDS name; 'auto': fer2013 if prepared in --data_dir, else synthetic.")
+  flags.DEFINE_string("split", "train", "Split to read.")
+  flags.DEFINE_integer("batch_size", 128, "Batch size.", lower_bound=1)
+  flags.DEFINE_integer("repeats", 5, "Timed passes per variant (median).", lower_bound=1)
+  flags.DEFINE_integer(
+      "min_images", 60_000, "Images per timed pass (the cached split is repeated to reach it).",
+      lower_bound=1)
+  flags.DEFINE_integer("backbone_size", 96, "Image size of the RGB variant.")
+  flags.DEFINE_float(
+      "train_examples_per_s", 300.0,
+      "Training speed of the model (examples/s) to compare with; default: the small CNN on CPU.")
+  flags.DEFINE_bool("per_op", True, "Also time each augmentation op on its own.")
+  flags.DEFINE_list(
+      "data_service_workers", [],
+      "Worker counts, e.g. 1,2: time only the augmented 48x48 training input through a local "
+      "tf.data service with that many worker processes, against the local pipeline.")
 
 
 def timed_pass(ds: tf.data.Dataset, batches: int) -> float:
@@ -121,8 +126,8 @@ def op_variants() -> dict[str, Callable[[tf.Tensor, tf.Tensor], tf.Tensor]]:
       "keras Random* layers, same ops (6 layers)": lambda images, seed: chain(images,
                                                                               training=True),
       "pad 4 + random crop (not used)": pad_crop,
-      f"resize to {_BACKBONE_SIZE.value} + RGB": lambda images, seed: data.preprocess_images(
-          images, _BACKBONE_SIZE.value, 3),
+      f"resize to {FLAGS.backbone_size} + RGB": lambda images, seed: data.preprocess_images(
+          images, FLAGS.backbone_size, 3),
   }
 
 
@@ -186,12 +191,12 @@ def steady_rate(ds: tf.data.Dataset, warmup: int, batches: int, repeats: int) ->
 
 def service_mode(dataset: str, counts: list[int], batches: int, repeats: int) -> None:
   """The augmented 48x48 training input in this process, then through the tf.data service."""
-  batch_size = _BATCH_SIZE.value
+  batch_size = FLAGS.batch_size
   examples = tfds_examples(dataset)
   epoch = max(1, examples // batch_size)
 
   def train_ds(service: str | None = None) -> tf.data.Dataset:
-    ds = data.make_dataset(_SPLIT.value, dataset=dataset, data_dir=_DATA_DIR.value,
+    ds = data.make_dataset(FLAGS.split, dataset=dataset, data_dir=FLAGS.data_dir,
                            batch_size=batch_size, training=True, data_service=service)
     return ds if service else ds.repeat()
 
@@ -220,22 +225,22 @@ def service_mode(dataset: str, counts: list[int], batches: int, repeats: int) ->
 
 
 def tfds_examples(dataset: str) -> int:
-  return tfds.builder(dataset, data_dir=_DATA_DIR.value).info.splits[_SPLIT.value].num_examples
+  return tfds.builder(dataset, data_dir=FLAGS.data_dir).info.splits[FLAGS.split].num_examples
 
 
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   try:
-    counts = [int(c) for c in _SERVICE_WORKERS.value]
+    counts = [int(c) for c in FLAGS.data_service_workers]
   except ValueError:
     raise app.UsageError("--data_service_workers takes worker counts, e.g. 1,2") from None
   if any(c < 1 for c in counts):
     raise app.UsageError("--data_service_workers: each count must be >= 1")
-  dataset = data.resolve_dataset(_DATASET.value, _DATA_DIR.value)
-  batch_size, repeats = _BATCH_SIZE.value, _REPEATS.value
-  batches = -(-_MIN_IMAGES.value // batch_size)
-  print(f"Machine: {machine()}\nDataset: {dataset}, split {_SPLIT.value}, batch {batch_size}, "
+  dataset = data.resolve_dataset(FLAGS.dataset, FLAGS.data_dir)
+  batch_size, repeats = FLAGS.batch_size, FLAGS.repeats
+  batches = -(-FLAGS.min_images // batch_size)
+  print(f"Machine: {machine()}\nDataset: {dataset}, split {FLAGS.split}, batch {batch_size}, "
         f"{repeats} passes of {batches * batch_size:,} images per variant (cache warm: every "
         f"epoch after the first)", flush=True)
   if counts:
@@ -243,10 +248,10 @@ def main(argv: list[str]) -> None:
     return
 
   def train_ds(**kwargs: object) -> tf.data.Dataset:
-    return data.make_dataset(_SPLIT.value, dataset=dataset, data_dir=_DATA_DIR.value,
+    return data.make_dataset(FLAGS.split, dataset=dataset, data_dir=FLAGS.data_dir,
                              batch_size=batch_size, training=True, **kwargs)
 
-  size = _BACKBONE_SIZE.value
+  size = FLAGS.backbone_size
   pipelines = {
       "train 48x48x1, augmented (the CNN)": train_ds(),
       "train 48x48x1, no augmentation": train_ds(augment_strength=0.0),
@@ -259,7 +264,7 @@ def main(argv: list[str]) -> None:
   cold = cold_epoch(train_ds(cache=False))
   print(f"  first epoch, 48x48x1 augmented, reading + decoding the TFRecords: {cold:,.0f} "
         f"images/s")
-  if _PER_OP.value:
+  if FLAGS.per_op:
     base = train_ds(augment_strength=0.0)
     print("\nEach op alone, on cached float 48x48x1 batches (base = no augmentation above):")
     for name, op in op_variants().items():
@@ -270,7 +275,7 @@ def main(argv: list[str]) -> None:
 
 
 def report(results: dict[str, list[float]]) -> None:
-  rate = _TRAIN_RATE.value
+  rate = FLAGS.train_examples_per_s
   base = statistics.median(results["train 48x48x1, no augmentation"])
   print(f"\n=== Medians; ratio = pipeline / model training ({rate:g} examples/s), goal >= "
         f"{GOAL:g}x ===")
@@ -284,4 +289,5 @@ def report(results: dict[str, list[float]]) -> None:
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

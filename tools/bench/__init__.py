@@ -1,0 +1,11 @@
+"""Benchmarks: each is a command that measures one claim of the project on this machine.
+
+  python -m tools.bench.build     `tfds build fer2013` and loading it vs the notebook's CSV loop
+  python -m tools.bench.encoding  image encodings of the TFDS feature: serialize, size, read
+  python -m tools.bench.input     the training input pipeline alone (and via tf.data service)
+  python -m tools.bench.train     training throughput: our pipeline vs the notebook's numpy path
+  python -m tools.bench.tuning    memory and time per trial of a tuning sweep
+
+Why a subpackage: tools/ holds the commands a user runs on models and data;
+these only measure, and their figures are in docs/benchmarks.md and docs/tuning.md.
+"""
