@@ -19,7 +19,7 @@ import pytest
 
 from tools import data_service
 from tools import launch_local_cluster as cluster
-from trainers import data, main, train
+from trainers import data, main, run_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = (56, 14, 14)
@@ -103,11 +103,11 @@ def test_training_through_the_service_survives_a_worker_kill(data_dir, tmp_path)
     assert processes[1].poll() is None  # the other worker kept serving
   finally:
     cluster.stop(processes)
-  with open(model_dir / train.HISTORY, newline="") as f:
+  with open(model_dir / run_dir.HISTORY, newline="") as f:
     assert [row["epoch"] for row in csv.DictReader(f)] == ["0", "1", "2"]
   steps = progress.read_text().split()
   assert steps.count("step") == 12  # 3 epochs x 4 steps: 10 of them after the kill
-  assert (model_dir / train.FINISHED).is_file()
+  assert (model_dir / run_dir.FINISHED).is_file()
 
 
 # --- what the service sends -----------------------------------------------------------------

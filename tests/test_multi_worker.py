@@ -22,7 +22,7 @@ import pytest
 import tensorflow as tf
 
 from tools import launch_local_cluster as cluster
-from trainers import main, train
+from trainers import export, main, run_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = (56, 14, 14)  # train (8 per class), validation, test
@@ -42,7 +42,7 @@ def args(data_dir, model_dir, *extra):
 
 
 def history(model_dir):
-  with open(Path(model_dir) / train.HISTORY, newline="") as f:
+  with open(Path(model_dir) / run_dir.HISTORY, newline="") as f:
     return list(csv.DictReader(f))
 
 
@@ -101,7 +101,7 @@ def test_two_workers_match_one_process_and_only_the_chief_writes(data_dir, tmp_p
   assert code_m == 0, out_m[-4000:]
   assert code_s == 0, err_s[-3000:]
 
-  record = json.loads((multi_dir / train.RUN_CONFIG).read_text())
+  record = json.loads((multi_dir / run_dir.RUN_CONFIG).read_text())
   assert record["num_replicas"] == 2 and record["num_workers"] == 2
   rows_m, rows_s = history(multi_dir), history(single_dir)
   assert [r["epoch"] for r in rows_m] == ["0", "1"]
@@ -113,21 +113,21 @@ def test_two_workers_match_one_process_and_only_the_chief_writes(data_dir, tmp_p
 
   # The chief wrote exactly the files of a one-process run; worker 1 left nothing behind.
   assert sorted(os.listdir(multi_dir)) == sorted(os.listdir(single_dir))
-  assert sorted(p.name for p in (multi_dir / train.CHECKPOINTS).iterdir()) == [
+  assert sorted(p.name for p in (multi_dir / run_dir.CHECKPOINTS).iterdir()) == [
       "epoch_001.weights.h5", "epoch_002.weights.h5"]
-  assert list((multi_dir / train.LOGS).rglob("events.out.tfevents.*"))
+  assert list((multi_dir / run_dir.LOGS).rglob("events.out.tfevents.*"))
   assert not [p.name for p in scratch.iterdir() if p.name.startswith("fer-tf-")]
   assert out_m.count("Epoch 1/2") == 1  # progress from the chief only
 
   # The chief's export evaluates: its predictions give the report's accuracy.
-  result = json.loads((multi_dir / train.report_name("validation")).read_text())
-  exported = keras.saving.load_model(multi_dir / train.FINAL)
+  result = json.loads((multi_dir / run_dir.report_name("validation")).read_text())
+  exported = keras.saving.load_model(multi_dir / run_dir.FINAL)
   common = dict(dataset="fer2013", data_dir=data_dir, image_size=48, channels=1, seed=0,
                 deterministic=True)
-  labels, probabilities = train.predict_split(exported, "validation", 7, common)
+  labels, probabilities = export.predict_split(exported, "validation", 7, common)
   assert len(labels) == ROWS[1]
   assert (probabilities.argmax(axis=1) == labels).mean() == pytest.approx(result["accuracy"])
-  loaded = tf.saved_model.load(str(multi_dir / train.SAVED_MODEL))
+  loaded = tf.saved_model.load(str(multi_dir / run_dir.SAVED_MODEL))
   images = np.random.default_rng(0).random((2, 48, 48, 1)).astype(np.float32)
   np.testing.assert_allclose(loaded.serve(images).numpy(), exported.predict(images, verbose=0),
                              rtol=1e-4, atol=1e-6)
@@ -252,7 +252,7 @@ def test_sigkill_a_worker_then_same_command_resumes(data_dir, tmp_path):
   env = env_with_root(PROGRESS_FILE=str(progress), STEP_DELAY="0.3")
   command = [sys.executable, str(launcher), *args(data_dir, model_dir, "--epochs=3",
                                                   "--max_steps_per_epoch=4", MULTI)]
-  backup = model_dir / train.BACKUP / "training_metadata.json"
+  backup = model_dir / run_dir.BACKUP / "training_metadata.json"
 
   first = cluster.start_workers(command, 2, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)
@@ -272,7 +272,7 @@ def test_sigkill_a_worker_then_same_command_resumes(data_dir, tmp_path):
   finally:
     cluster.stop(first)
   assert [r["epoch"] for r in history(model_dir)] == ["0"]
-  assert not (model_dir / train.FINISHED).exists()
+  assert not (model_dir / run_dir.FINISHED).exists()
 
   for log in (chief_log, other_log):
     log.write_text("")
@@ -290,8 +290,8 @@ def test_sigkill_a_worker_then_same_command_resumes(data_dir, tmp_path):
   assert weights[0] == weights[1] and len(weights[0]) == 2  # same weights and step count
   assert weights[0][0].endswith(" 8")  # optimizer steps: 4 restored + 4 in epoch 1
   assert [r["epoch"] for r in history(model_dir)] == ["0", "1", "2"]
-  assert (model_dir / train.FINISHED).is_file() and (model_dir / train.FINAL).is_file()
-  assert not (model_dir / train.BACKUP).exists()
+  assert (model_dir / run_dir.FINISHED).is_file() and (model_dir / run_dir.FINAL).is_file()
+  assert not (model_dir / run_dir.BACKUP).exists()
 
 
 # --- flags ----------------------------------------------------------------------------------

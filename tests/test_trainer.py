@@ -22,9 +22,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from absl import flags
 
-from trainers import data, main, report, train
-from trainers import flags as trainer_flags
+from trainers import config as trainer_config
+from trainers import data, main, report, run_dir, task
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -49,12 +50,12 @@ def args(data_dir, model_dir, *extra):
 
 
 def history_epochs(model_dir):
-  with open(Path(model_dir) / train.HISTORY, newline="") as f:
+  with open(Path(model_dir) / run_dir.HISTORY, newline="") as f:
     return [int(row["epoch"]) for row in csv.DictReader(f)]
 
 
 def history(model_dir):
-  with open(Path(model_dir) / train.HISTORY, newline="") as f:
+  with open(Path(model_dir) / run_dir.HISTORY, newline="") as f:
     return list(csv.DictReader(f))
 
 
@@ -96,25 +97,25 @@ def test_short_run_writes_every_artifact(data_dir, tmp_path, monkeypatch):
   assert code == 0
   assert "test" not in spy.splits and "validation" in spy.splits
 
-  for name in (train.RUN_CONFIG, train.HISTORY, train.BEST, train.FINAL, train.CURVES,
-               train.FINISHED, train.report_name("validation"),
-               train.confusion_name("validation")):
+  for name in (run_dir.RUN_CONFIG, run_dir.HISTORY, run_dir.BEST, run_dir.FINAL, run_dir.CURVES,
+               run_dir.FINISHED, run_dir.report_name("validation"),
+               run_dir.confusion_name("validation")):
     assert (model_dir / name).is_file(), name
-  assert not (model_dir / train.report_name("test")).exists()
-  assert not (model_dir / train.BACKUP).exists()  # removed once the run is finished
-  assert list((model_dir / train.LOGS).rglob("events.out.tfevents.*"))
-  assert sorted(p.name for p in (model_dir / train.CHECKPOINTS).iterdir()) == [
+  assert not (model_dir / run_dir.report_name("test")).exists()
+  assert not (model_dir / run_dir.BACKUP).exists()  # removed once the run is finished
+  assert list((model_dir / run_dir.LOGS).rglob("events.out.tfevents.*"))
+  assert sorted(p.name for p in (model_dir / run_dir.CHECKPOINTS).iterdir()) == [
       "epoch_001.weights.h5", "epoch_002.weights.h5"]
-  for png in (train.CURVES, train.confusion_name("validation")):
+  for png in (run_dir.CURVES, run_dir.confusion_name("validation")):
     assert (model_dir / png).read_bytes()[:8] == PNG_SIGNATURE
   assert history_epochs(model_dir) == [0, 1]
 
-  run_config = json.loads((model_dir / train.RUN_CONFIG).read_text())
+  run_config = json.loads((model_dir / run_dir.RUN_CONFIG).read_text())
   assert run_config["flags"]["model"] == "improved_cnn"
   assert run_config["flags"]["class_weights"] == "balanced"
   assert run_config["dataset"] == "fer2013"
 
-  result = json.loads((model_dir / train.report_name("validation")).read_text())
+  result = json.loads((model_dir / run_dir.report_name("validation")).read_text())
   assert result["split"] == "validation" and result["num_examples"] == ROWS[1]
   assert 0.0 <= result["accuracy"] <= 1.0
   assert set(result["per_class"]) == set(CLASSES)
@@ -126,41 +127,41 @@ def test_short_run_writes_every_artifact(data_dir, tmp_path, monkeypatch):
 
   # The exported models reload without fer-tf code and agree with each other.
   images = np.random.default_rng(0).random((3, 48, 48, 1)).astype(np.float32)
-  reloaded = keras.saving.load_model(model_dir / train.FINAL)
+  reloaded = keras.saving.load_model(model_dir / run_dir.FINAL)
   probabilities = reloaded.predict(images, verbose=0)
   assert probabilities.shape == (3, 7)
   np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
-  loaded = tf.saved_model.load(str(model_dir / train.SAVED_MODEL))  # keep it referenced
+  loaded = tf.saved_model.load(str(model_dir / run_dir.SAVED_MODEL))  # keep it referenced
   served = loaded.serve(images).numpy()
   np.testing.assert_allclose(served, probabilities, rtol=1e-4, atol=1e-6)
-  best = keras.saving.load_model(model_dir / train.BEST).predict(images, verbose=0)
+  best = keras.saving.load_model(model_dir / run_dir.BEST).predict(images, verbose=0)
   np.testing.assert_allclose(best, probabilities, rtol=1e-4, atol=1e-6)
 
 
 def test_finished_run_is_kept_unless_overwrite(data_dir, tmp_path, capsys, monkeypatch):
   model_dir = tmp_path / "run"
   assert main.run(args(data_dir, model_dir, "--epochs=1")) == 0
-  marker = (model_dir / train.FINISHED).read_text()
+  marker = (model_dir / run_dir.FINISHED).read_text()
   capsys.readouterr()
 
   assert main.run(args(data_dir, model_dir, "--epochs=1")) == 2
   err = capsys.readouterr().err
   assert err.startswith("error: ") and "finished run" in err and "--overwrite" in err
   assert len(err.strip().splitlines()) == 1
-  assert (model_dir / train.FINISHED).read_text() == marker
+  assert (model_dir / run_dir.FINISHED).read_text() == marker
 
   # --overwrite starts over; the test split is read only when asked for.
   spy = _SpySplits(monkeypatch)
   assert main.run(args(data_dir, model_dir, "--epochs=1", "--overwrite",
                        "--eval_split=test")) == 0
   assert "test" in spy.splits
-  result = json.loads((model_dir / train.report_name("test")).read_text())
+  result = json.loads((model_dir / run_dir.report_name("test")).read_text())
   assert result["split"] == "test" and result["num_examples"] == ROWS[2]
-  assert (model_dir / train.confusion_name("test")).is_file()
+  assert (model_dir / run_dir.confusion_name("test")).is_file()
   # The validation report is written too, fresh: the old run is gone.
-  validation = json.loads((model_dir / train.report_name("validation")).read_text())
+  validation = json.loads((model_dir / run_dir.report_name("validation")).read_text())
   assert validation["split"] == "validation" and validation["num_examples"] == ROWS[1]
-  finished = json.loads((model_dir / train.FINISHED).read_text())
+  finished = json.loads((model_dir / run_dir.FINISHED).read_text())
   assert finished["eval_split"] == "test" and finished["eval_accuracy"] == result["accuracy"]
   assert finished["validation_accuracy"] == validation["accuracy"]
   assert history_epochs(model_dir) == [0]
@@ -174,12 +175,12 @@ def test_mixed_precision_and_steps_per_execution(data_dir, tmp_path):
                          "--optimizer=sgd", "--lr_schedule=constant")) == 0
   finally:
     keras.mixed_precision.set_global_policy("float32")
-  reloaded = keras.saving.load_model(model_dir / train.FINAL)
+  reloaded = keras.saving.load_model(model_dir / run_dir.FINAL)
   conv = next(layer for layer in reloaded.layers if isinstance(layer, keras.layers.Conv2D))
   assert conv.dtype_policy.name in ("mixed_bfloat16", "mixed_float16")  # CPU / GPU
   output = reloaded.predict(np.zeros((2, 48, 48, 1), np.float32), verbose=0)
   assert output.dtype == np.float32 and output.shape == (2, 7)
-  assert json.loads((model_dir / train.report_name("validation")).read_text())["accuracy"] >= 0
+  assert json.loads((model_dir / run_dir.report_name("validation")).read_text())["accuracy"] >= 0
 
 
 class _Crash(keras.callbacks.Callback):
@@ -199,7 +200,7 @@ def test_interrupted_run_resumes_and_refuses_other_settings(data_dir, tmp_path, 
   with pytest.raises(RuntimeError, match="crash for the test"):
     main.run(args(data_dir, model_dir, "--epochs=3"), callbacks=[_Crash(at=2)])
   assert history_epochs(model_dir) == [0, 1]
-  assert not (model_dir / train.FINISHED).exists()
+  assert not (model_dir / run_dir.FINISHED).exists()
   capsys.readouterr()
 
   # Other settings: refused, naming the difference; nothing is touched.
@@ -220,7 +221,7 @@ def test_interrupted_run_resumes_and_refuses_other_settings(data_dir, tmp_path, 
                   callbacks=[Record()]) == 0
   assert seen == [2]
   assert history_epochs(model_dir) == [0, 1, 2]
-  assert (model_dir / train.FINISHED).is_file()
+  assert (model_dir / run_dir.FINISHED).is_file()
 
 
 def test_killed_while_exporting_finishes_without_retraining(data_dir, tmp_path, monkeypatch):
@@ -232,7 +233,7 @@ def test_killed_while_exporting_finishes_without_retraining(data_dir, tmp_path, 
   monkeypatch.setattr(report, "classification_report", broken_report)
   with pytest.raises(RuntimeError, match="killed while writing"):
     main.run(args(data_dir, model_dir, "--epochs=2"))
-  assert history_epochs(model_dir) == [0, 1] and not (model_dir / train.FINISHED).exists()
+  assert history_epochs(model_dir) == [0, 1] and not (model_dir / run_dir.FINISHED).exists()
   monkeypatch.undo()
 
   seen = []
@@ -244,8 +245,8 @@ def test_killed_while_exporting_finishes_without_retraining(data_dir, tmp_path, 
   assert main.run(args(data_dir, model_dir, "--epochs=2"), callbacks=[Record()]) == 0
   assert seen == []  # both epochs were backed up: nothing is trained again
   assert history_epochs(model_dir) == [0, 1]
-  assert (model_dir / train.FINISHED).is_file()
-  assert (model_dir / train.report_name("validation")).is_file()
+  assert (model_dir / run_dir.FINISHED).is_file()
+  assert (model_dir / run_dir.report_name("validation")).is_file()
 
 
 def test_model_dir_that_is_not_a_run_is_never_deleted(data_dir, tmp_path, capsys):
@@ -306,9 +307,10 @@ def test_hparams_file_merges_under_explicit_flags(tmp_path):
   hparams = write(tmp_path / "hp.json", json.dumps({
       "model": "vgg_style", "dropout": 0.3, "learning_rate": 0.01, "batch_size": 32,
       "tuner/epochs": 4, "tuner/trial_id": "0007"}))
-  trainer_flags.FLAGS.unparse_flags()
-  trainer_flags.FLAGS(["prog", f"--hparams={hparams}", "--batch_size=16"])
-  config = trainer_flags.config_from_flags()
+  main.define_flags()
+  flags.FLAGS.unparse_flags()
+  flags.FLAGS(["prog", f"--hparams={hparams}", "--batch_size=16"])
+  config = trainer_config.config_from_flags()
   assert config.model == "vgg_style"  # from the file: --model was not given
   assert config.hparams == {"dropout": 0.3}
   assert config.learning_rate == 0.01  # from the file
@@ -409,7 +411,7 @@ def test_sigkill_mid_epoch_then_same_command_resumes(data_dir, tmp_path):
          "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
   command = [sys.executable, launcher, *args(data_dir, model_dir, "--epochs=4")[1:],
              "--max_steps_per_epoch=4"]
-  backup = model_dir / train.BACKUP / "training_metadata.json"
+  backup = model_dir / run_dir.BACKUP / "training_metadata.json"
 
   first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                            stderr=subprocess.PIPE, text=True)
@@ -420,7 +422,7 @@ def test_sigkill_mid_epoch_then_same_command_resumes(data_dir, tmp_path):
   first.wait(30)
   assert first.returncode == -signal.SIGKILL
   assert history_epochs(model_dir) == [0]
-  assert not (model_dir / train.FINISHED).exists()
+  assert not (model_dir / run_dir.FINISHED).exists()
 
   progress.write_text("")
   second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
@@ -431,8 +433,8 @@ def test_sigkill_mid_epoch_then_same_command_resumes(data_dir, tmp_path):
            if line.startswith("begin")]
   assert begun == [1, 2, 3]  # epoch 0 was not repeated; the cut epoch 1 was re-run
   assert history_epochs(model_dir) == [0, 1, 2, 3]
-  assert (model_dir / train.FINISHED).is_file()
-  assert (model_dir / train.FINAL).is_file()
+  assert (model_dir / run_dir.FINISHED).is_file()
+  assert (model_dir / run_dir.FINAL).is_file()
 
 
 def _read(path):
@@ -469,8 +471,8 @@ def test_mirrored_strategy_matches_single_device(data_dir, tmp_path):
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 0, stderr[-3000:]
   mirrored, single = (runs[s][1] for s in ("mirrored", "default"))
-  assert json.loads((mirrored / train.RUN_CONFIG).read_text())["num_replicas"] == 2
-  assert json.loads((single / train.RUN_CONFIG).read_text())["num_replicas"] == 1
+  assert json.loads((mirrored / run_dir.RUN_CONFIG).read_text())["num_replicas"] == 2
+  assert json.loads((single / run_dir.RUN_CONFIG).read_text())["num_replicas"] == 1
   rows_m, rows_s = history(mirrored), history(single)
   assert len(rows_m) == len(rows_s) == 2
   for row_m, row_s in zip(rows_m, rows_s, strict=True):
@@ -484,18 +486,18 @@ def test_mirrored_strategy_matches_single_device(data_dir, tmp_path):
 
 def test_balanced_class_weights():
   counts = np.array([3995, 436, 4097, 7215, 4830, 3171, 4965])  # FER2013's train split
-  weights = train.balanced_class_weights(counts)
+  weights = task.balanced_class_weights(counts)
   assert weights[1] == pytest.approx(counts.sum() / (7 * 436))
   assert weights.argmax() == 1 and weights.argmin() == 3
   np.testing.assert_allclose((weights * counts).sum(), counts.sum())
-  assert train.balanced_class_weights(np.array([4, 0, 4]))[1] == 0.0
+  assert task.balanced_class_weights(np.array([4, 0, 4]))[1] == 0.0
 
 
 @pytest.mark.parametrize("schedule", ["cosine", "constant"])
 def test_learning_rate_warmup_then_schedule(schedule):
-  config = trainer_flags.TrainConfig(epochs=10, learning_rate=0.1, warmup_epochs=2,
+  config = trainer_config.TrainConfig(epochs=10, learning_rate=0.1, warmup_epochs=2,
                                      lr_schedule=schedule)
-  schedule_fn = train.learning_rate(config, steps_per_epoch=10)
+  schedule_fn = task.learning_rate(config, steps_per_epoch=10)
   rates = [float(schedule_fn(step)) for step in (0, 10, 20, 60, 100)]
   assert rates[0] == pytest.approx(0.0, abs=1e-9)
   assert rates[1] == pytest.approx(0.05)  # half-way through the warmup
@@ -504,12 +506,12 @@ def test_learning_rate_warmup_then_schedule(schedule):
     assert rates[3] == pytest.approx(0.05, rel=1e-3) and rates[4] == pytest.approx(0, abs=1e-6)
   else:
     assert rates[3] == pytest.approx(0.1) and rates[4] == pytest.approx(0.1)
-  no_warmup = trainer_flags.TrainConfig(learning_rate=0.1, lr_schedule="constant")
-  assert train.learning_rate(no_warmup, steps_per_epoch=10) == 0.1
+  no_warmup = trainer_config.TrainConfig(learning_rate=0.1, lr_schedule="constant")
+  assert task.learning_rate(no_warmup, steps_per_epoch=10) == 0.1
   for optimizer, cls in (("adam", keras.optimizers.Adam), ("adamw", keras.optimizers.AdamW),
                          ("sgd", keras.optimizers.SGD)):
-    config = trainer_flags.TrainConfig(optimizer=optimizer)
-    assert type(train.make_optimizer(config, steps_per_epoch=10)) is cls
+    config = trainer_config.TrainConfig(optimizer=optimizer)
+    assert type(task.build_optimizer(config, steps_per_epoch=10)) is cls
 
 
 def test_classification_report_by_hand():

@@ -24,8 +24,8 @@ import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from trainers import data, train
-from trainers import flags as trainer_flags
+from trainers import cli, data, run_dir
+from trainers import config as trainer_config
 from trainers import main as trainer_main
 from tuning import distributed, launch, results
 from tuning import main as tuning_main
@@ -136,7 +136,7 @@ def test_sweep_writes_results_that_the_trainer_takes(data_dir, tmp_path, monkeyp
                            f"--model_dir={model_dir}", "--dataset=fer2013",
                            "--max_steps_per_epoch=2", "--epochs=1"])
   assert code == 0
-  run_config = json.loads((model_dir / train.RUN_CONFIG).read_text())["flags"]
+  run_config = json.loads((model_dir / run_dir.RUN_CONFIG).read_text())["flags"]
   assert run_config["hparams"] == {k: best[k] for k in ("filters", "dropout", "dense_units")}
   assert run_config["learning_rate"] == best["learning_rate"] and run_config["batch_size"] == 8
 
@@ -200,8 +200,8 @@ def test_hyperband_continues_the_best_trial_from_its_checkpoint(data_dir, tmp_pa
 def test_searched_augmentation_builds_one_pipeline_per_strength(data_dir, tmp_path,
                                                                monkeypatch):
   # Once trainers.main --hparams takes augment_strength, a sweep may search it.
-  monkeypatch.setattr(trainer_flags, "TRAINING_HPARAMS",
-                      (*trainer_flags.TRAINING_HPARAMS, "augment_strength"))
+  monkeypatch.setattr(trainer_config, "TRAINING_HPARAMS",
+                      (*trainer_config.TRAINING_HPARAMS, "augment_strength"))
   builds = []
   original = Pipelines.train
 
@@ -219,7 +219,7 @@ def test_searched_augmentation_builds_one_pipeline_per_strength(data_dir, tmp_pa
   trains = [b for b in builds if b.startswith("train")]
   assert sorted(trains) == sorted(f"train@{s:g}" for s in strengths)  # each built once
   best = json.loads((tmp_path / "sweep" / results.BEST_HPARAMS).read_text())
-  _, training, _ = trainer_flags.load_hparams(str(tmp_path / "sweep" / results.BEST_HPARAMS),
+  _, training, _ = trainer_config.load_hparams(str(tmp_path / "sweep" / results.BEST_HPARAMS),
                                               "improved_cnn")
   assert training["augment_strength"] == best["augment_strength"] in strengths
 
@@ -267,12 +267,12 @@ def test_incomplete_distributed_environment(monkeypatch):
   monkeypatch.setenv(distributed.ORACLE_IP, "127.0.0.1")
   monkeypatch.delenv(distributed.ORACLE_PORT, raising=False)
   monkeypatch.delenv(distributed.TUNER_ID, raising=False)
-  with pytest.raises(trainer_flags.UsageError, match="needs KERASTUNER_TUNER_ID, "
+  with pytest.raises(cli.UsageError, match="needs KERASTUNER_TUNER_ID, "
                      "KERASTUNER_ORACLE_PORT as well"):
     distributed.role()
   monkeypatch.setenv(distributed.TUNER_ID, "tuner3")
   monkeypatch.setenv(distributed.ORACLE_PORT, "http")
-  with pytest.raises(trainer_flags.UsageError, match="'http' is not a port number"):
+  with pytest.raises(cli.UsageError, match="'http' is not a port number"):
     distributed.role()
   monkeypatch.setenv(distributed.ORACLE_PORT, "8000")
   assert distributed.role() == "tuner3"
@@ -382,7 +382,7 @@ def test_chief_and_two_workers_run_every_trial_once(data_dir, tmp_path):
   assert {r["worker"] for r in rows} <= {"tuner0", "tuner1"}
   assert fits_per_trial(project) == {str(i): 1 for i in range(4)}  # every trial ran once
   best = json.loads((project / results.BEST_HPARAMS).read_text())
-  trainer_flags.load_hparams(str(project / results.BEST_HPARAMS), "improved_cnn")
+  trainer_config.load_hparams(str(project / results.BEST_HPARAMS), "improved_cnn")
   assert best["tuner/trial_id"] in {r["trial"] for r in rows}
   assert "Best: trial" in result.stdout
 
@@ -430,5 +430,5 @@ def test_launcher_splits_gpus_over_workers(monkeypatch):
   assert launch.worker_devices("all", 0, 1) == ["2", "3"]
   assert launch.worker_devices(None, 0, 2) == ["2,3"]
   monkeypatch.setattr(launch, "_VISIBLE_AT_START", "")
-  with pytest.raises(trainer_flags.UsageError, match="no GPU found"):
+  with pytest.raises(cli.UsageError, match="no GPU found"):
     launch.worker_devices(None, 0, 1)

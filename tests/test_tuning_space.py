@@ -9,10 +9,11 @@ import json
 
 import keras_tuner as kt
 import pytest
+from absl import flags
 
-from trainers import flags as trainer_flags
-from trainers import models
-from tuning import flags as tuning_flags
+from trainers import cli, models
+from trainers import config as trainer_config
+from tuning import config as tuning_config
 from tuning import search_space
 from tuning.search_space import SpaceError
 
@@ -114,9 +115,10 @@ def test_invalid_space_file(tmp_path, content, message):
 
 
 def _settings(*argv):
-  tuning_flags.FLAGS.unparse_flags()
-  tuning_flags.FLAGS(["tuning.main", *argv])
-  return tuning_flags.settings_from_flags()
+  tuning_config.define_flags()
+  flags.FLAGS.unparse_flags()
+  flags.FLAGS(["tuning.main", *argv])
+  return tuning_config.settings_from_flags()
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -129,7 +131,7 @@ def _settings(*argv):
     (["--space_dropout=2"], "--space_dropout: need 0 <= MIN <= MAX < 1"),
 ])
 def test_flags_a_sweep_cannot_use(argv, message):
-  with pytest.raises(trainer_flags.UsageError) as error:
+  with pytest.raises(cli.UsageError) as error:
     _settings(*argv)
   assert message in str(error.value)
 
@@ -144,25 +146,25 @@ def test_settings_carry_the_trainer_flags(tmp_path):
   assert settings.space.dense_units == (128,)  # the flag wins over the file
   assert settings.space.dropout == (0.25, 0.25, None)
   assert settings.project_name == "improved_cnn_hyperband"
-  record = tuning_flags.sweep_record(settings)
+  record = tuning_config.sweep_record(settings)
   assert json.loads(json.dumps(record))["space"]["dense_units"] == [128]
 
 
 def test_bayesian_without_scikit_learn_is_a_clear_error(monkeypatch):
-  find_spec = tuning_flags.importlib.util.find_spec
-  monkeypatch.setattr(tuning_flags.importlib.util, "find_spec",
+  find_spec = tuning_config.importlib.util.find_spec
+  monkeypatch.setattr(tuning_config.importlib.util, "find_spec",
                       lambda name, *a: None if name == "sklearn" else find_spec(name, *a))
-  with pytest.raises(trainer_flags.UsageError, match="--tuner=bayesian needs scikit-learn"):
+  with pytest.raises(cli.UsageError, match="--tuner=bayesian needs scikit-learn"):
     _settings("--tuner=bayesian")
   assert _settings("--tuner=random").tuner == "random"
 
 
 def test_augment_strength_is_searched_only_where_the_trainer_takes_it(monkeypatch):
-  monkeypatch.setattr(trainer_flags, "TRAINING_HPARAMS", ("learning_rate", "batch_size"))
-  with pytest.raises(trainer_flags.UsageError, match="does not take augment_strength yet"):
+  monkeypatch.setattr(trainer_config, "TRAINING_HPARAMS", ("learning_rate", "batch_size"))
+  with pytest.raises(cli.UsageError, match="does not take augment_strength yet"):
     _settings("--space_augment_strength=0,1")
-  monkeypatch.setattr(trainer_flags, "TRAINING_HPARAMS",
+  monkeypatch.setattr(trainer_config, "TRAINING_HPARAMS",
                       ("learning_rate", "batch_size", "augment_strength"))
   assert _settings("--space_augment_strength=0,1").space.augment_strength == (0.0, 1.0)
-  with pytest.raises(trainer_flags.UsageError, match="--augment_strength is searched"):
+  with pytest.raises(cli.UsageError, match="--augment_strength is searched"):
     _settings("--space_augment_strength=0,1", "--augment_strength=0.5")

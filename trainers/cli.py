@@ -51,13 +51,34 @@ def define_once(define: Callable[[], None], name: str) -> None:
     define()
 
 
+PROJECT_PACKAGES = ("trainers", "tuning", "tools", "fer_tfds")
+
+
+def print_help() -> None:
+  """The command's docstring, then every flag the project defined (wherever it was defined).
+
+  absl's short help lists only the main module's key flags; ours are defined
+  from functions in shared modules (trainers/config.py, ...), so they are
+  gathered by the module that defined them.
+  """
+  main = sys.modules.get("__main__")
+  print((main.__doc__ or "").strip() if main else "", end="\n\n")
+  for module, defined in sorted(flags.FLAGS.flags_by_module_dict().items()):
+    name = module if module.startswith(PROJECT_PACKAGES) else None
+    if name is None and main is not None and module == getattr(main, "__file__", None):
+      name = module
+    if name is None or not defined:
+      continue
+    print(flags.FLAGS.module_help(module))
+
+
 def parse_flags(argv: Sequence[str], positional: bool = False) -> list[str]:
   """Parses argv into absl's FLAGS; help exits 0, a bad flag exits 2 with one line.
 
   `positional`: whether arguments other than flags are allowed (predict's images).
   """
   if any(arg in HELP_FLAGS for arg in argv[1:]):
-    app.usage(shorthelp=True, writeto_stdout=True)
+    print_help()
     sys.exit(0)
   try:
     rest = flags.FLAGS(list(argv))

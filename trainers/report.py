@@ -8,7 +8,6 @@ matplotlib's Agg canvas directly (no pyplot, no display, no global backend).
 from __future__ import annotations
 
 import csv
-import json
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -66,15 +65,6 @@ def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
   out = np.zeros_like(numerator, dtype=np.float64)
   np.divide(numerator, denominator, out=out, where=denominator > 0)
   return out
-
-
-def write_json(path: str, data: Any) -> None:
-  """Writes `data` atomically: a reader (or a killed run) never sees half a file."""
-  tmp = f"{path}.tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(data, f, indent=2, sort_keys=False)
-    f.write("\n")
-  os.replace(tmp, path)
 
 
 def plot_confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence[str],

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from concurrent import futures
 from typing import Any
 
-from tuning.flags import UsageError
+from trainers.cli import UsageError
 
 TUNER_ID = "KERASTUNER_TUNER_ID"
 ORACLE_IP = "KERASTUNER_ORACLE_IP"

@@ -3,7 +3,7 @@
 Why not a copy: a trial must train exactly as `python -m trainers.main` does
 with the same flags (same preprocessing, augmentation, optimizer, schedule,
 loss, precision), or the sweep's ranking says nothing about the run trained
-from best_hparams.json. So a trial is `train.build_model` on a TrainConfig that
+from best_hparams.json. So a trial is `task.build_model` on a TrainConfig that
 differs from the sweep's only in the searched values, fed by the pipelines of
 `trainers.data` that `train.run` uses.
 
@@ -24,12 +24,11 @@ import keras
 import keras_tuner as kt
 import numpy as np
 import tensorflow as tf
-import tensorflow_datasets as tfds
 
-from trainers import data, models, train
-from trainers.flags import TrainConfig, UsageError
+from trainers import models, task
+from trainers.config import TrainConfig
 from tuning import search_space
-from tuning.flags import OBJECTIVE, SweepSettings
+from tuning.config import OBJECTIVE, SweepSettings
 
 
 class Pipelines:
@@ -42,22 +41,10 @@ class Pipelines:
   def __init__(self, config: TrainConfig, strategy: tf.distribute.Strategy,
                dataset: str) -> None:
     self.config, self.strategy, self.dataset = config, strategy, dataset
-    info = tfds.builder(dataset, data_dir=config.data_dir).info
-    self.num_classes = info.features["label"].num_classes
-    train_examples = info.splits["train"].num_examples
-    steps = train_examples // config.batch_size
-    if steps == 0:
-      raise UsageError(f"--batch_size={config.batch_size} is larger than the train split of "
-                       f"{dataset} ({train_examples} examples)")
-    self.steps_per_epoch = min(steps, config.max_steps_per_epoch or steps)
-    spec = models.MODELS[config.model]
-    self.common = dict(dataset=dataset, data_dir=config.data_dir, image_size=spec.image_size,
-                       channels=spec.channels, seed=config.seed,
-                       deterministic=config.deterministic)
-    self.class_weights: np.ndarray | None = None
-    if config.class_weights == "balanced":
-      counts = train.label_counts(dataset, config.data_dir, self.num_classes)
-      self.class_weights = train.balanced_class_weights(counts)
+    self.info = task.data_info(config, dataset)
+    self.num_classes = self.info.num_classes
+    self.steps_per_epoch = self.info.steps_per_epoch
+    self.class_weights = task.class_weights(config, self.info)
     self._train: dict[float, Any] = {}
     self._validation: tf.data.Dataset | None = None
     self.builds: list[str] = []  # what was built, in order (tests, logs)
@@ -67,17 +54,14 @@ class Pipelines:
     key = float(augment_strength)
     if key not in self._train:
       config = dataclasses.replace(self.config, augment_strength=key)
-      self._train[key] = train._train_input(self.strategy, config, self.common,
-                                            self.num_classes, self.class_weights)
+      self._train[key] = task.train_input(self.strategy, config, self.info, self.class_weights)
       self.builds.append(f"train@{key:g}")
     return self._train[key]
 
   def validation(self) -> tf.data.Dataset:
     """PublicTest, unaugmented, one-hot (built on first use)."""
     if self._validation is None:
-      self._validation = data.make_dataset(
-          "validation", batch_size=self.config.batch_size, training=False,
-          **self.common).map(train._one_hot(self.num_classes))
+      self._validation = task.validation_input(self.config, self.info)
       self.builds.append("validation")
     return self._validation
 
@@ -134,8 +118,8 @@ class FerHyperModel(kt.HyperModel):
     config = self.trial_config(hp)
     self._execution += 1
     # KerasTuner clears the Keras session before every build, which resets the dtype policy.
-    keras.mixed_precision.set_global_policy(train._precision_policy(config.mixed_precision))
-    return train.build_model(config, self.strategy, self.pipelines.num_classes,
+    keras.mixed_precision.set_global_policy(task.precision_policy(config.mixed_precision))
+    return task.build_model(config, self.strategy, self.pipelines.num_classes,
                              self.pipelines.steps_per_epoch)
 
   def fit(self, hp: kt.HyperParameters, model: keras.Model, *args: Any,

@@ -31,42 +31,47 @@ from typing import IO, Any
 
 from absl import flags
 
-from trainers import main as trainer_main
+from trainers import cli
+from tuning import config as tuning_config
 from tuning import distributed
-from tuning import flags as tuning_flags
 from tuning import main as tuning_main
-from tuning.flags import UsageError
+from tuning.config import UsageError
 
-# --help lists the sweep's flags too: they are passed on to every process.
-flags.adopt_module_key_flags(tuning_flags)
-flags.adopt_module_key_flags(trainer_main.flags)
+FLAGS = flags.FLAGS
 
-_GPUS = flags.DEFINE_string(
-    "gpus", None,
-    "GPUs to use, e.g. 0,1,2,3, or 'all' (CUDA_VISIBLE_DEVICES if set, else every GPU "
-    "nvidia-smi lists). Default: all GPUs if there are any.")
-_WORKERS = flags.DEFINE_integer("workers", 0, "CPU workers to start instead of GPU ones.",
-                                lower_bound=0)
-_GPUS_PER_WORKER = flags.DEFINE_integer(
-    "gpus_per_worker", 1, "GPUs per worker (use --strategy=mirrored to train on all of them).",
-    lower_bound=1)
-_ORACLE_IP = flags.DEFINE_string("oracle_ip", "127.0.0.1",
-                                 "Address the chief oracle listens on and workers connect to.")
-_ORACLE_PORT = flags.DEFINE_integer("oracle_port", 0, "The chief's port (0: a free one).",
-                                    lower_bound=0, upper_bound=65535)
-_CHIEF = flags.DEFINE_bool("chief", True,
-                           "Start the chief oracle here (--nochief: workers for a remote chief).")
-_WORKER_PREFIX = flags.DEFINE_string(
-    "worker_prefix", "tuner",
-    "Worker ids are <prefix>0, <prefix>1, ...; must differ between machines.")
-_STARTUP_TIMEOUT = flags.DEFINE_float("startup_timeout", 300.0,
-                                      "Seconds the chief may take to start listening.",
-                                      lower_bound=1.0)
+
+def _define_launch_flags() -> None:
+  flags.DEFINE_string(
+      "gpus", None,
+      "GPUs to use, e.g. 0,1,2,3, or 'all' (CUDA_VISIBLE_DEVICES if set, else every GPU "
+      "nvidia-smi lists). Default: all GPUs if there are any.")
+  flags.DEFINE_integer("workers", 0, "CPU workers to start instead of GPU ones.", lower_bound=0)
+  flags.DEFINE_integer(
+      "gpus_per_worker", 1,
+      "GPUs per worker (use --strategy=mirrored to train on all of them).", lower_bound=1)
+  flags.DEFINE_string("oracle_ip", "127.0.0.1",
+                      "Address the chief oracle listens on and workers connect to.")
+  flags.DEFINE_integer("oracle_port", 0, "The chief's port (0: a free one).", lower_bound=0,
+                       upper_bound=65535)
+  flags.DEFINE_bool("chief", True,
+                    "Start the chief oracle here (--nochief: workers for a remote chief).")
+  flags.DEFINE_string("worker_prefix", "tuner",
+                      "Worker ids are <prefix>0, <prefix>1, ...; must differ between machines.")
+  flags.DEFINE_float("startup_timeout", 300.0, "Seconds the chief may take to start listening.",
+                     lower_bound=1.0)
+
+
+def define_flags() -> None:
+  """The launcher's own flags plus every sweep flag (--help lists them: they are passed on)."""
+  tuning_config.define_flags()
+  cli.define_once(_define_launch_flags, "gpus_per_worker")
+
+
 LAUNCH_FLAGS = ("gpus", "workers", "gpus_per_worker", "oracle_ip", "oracle_port", "chief",
                 "worker_prefix", "startup_timeout")
 LOGS = tuning_main.LAUNCH_LOGS
 STOP_GRACE_SECONDS = 10.0
-EXIT_USAGE, EXIT_FAILED = 2, 1
+EXIT_USAGE, EXIT_FAILED = cli.EXIT_USAGE, cli.EXIT_FAILED
 
 
 # What CUDA_VISIBLE_DEVICES said before main() hid the GPUs from the launcher itself.
@@ -111,7 +116,7 @@ def worker_devices(gpus: str | None, workers: int, per_worker: int) -> list[str]
 
 def child_args() -> list[str]:
   """The flags given on the command line, minus the launcher's own, for tuning.main."""
-  values = tuning_flags.FLAGS
+  values = FLAGS
   args = []
   for name in sorted(set(values)):
     # A --flagfile is already expanded into the flags it holds (the launcher's own too).
@@ -221,19 +226,19 @@ def tail(path: str, lines: int = 25) -> str:
 
 def launch() -> int:
   """The launcher after flags are parsed; returns the exit code."""
-  settings = tuning_flags.settings_from_flags()  # every flag checked before anything starts
-  devices = worker_devices(_GPUS.value, _WORKERS.value, _GPUS_PER_WORKER.value)
-  ip = _ORACLE_IP.value
-  port = _ORACLE_PORT.value
-  if not _CHIEF.value and not port:
+  settings = tuning_config.settings_from_flags(FLAGS)  # every flag checked before anything starts
+  devices = worker_devices(FLAGS.gpus, FLAGS.workers, FLAGS.gpus_per_worker)
+  ip = FLAGS.oracle_ip
+  port = FLAGS.oracle_port
+  if not FLAGS.chief and not port:
     raise UsageError("--nochief needs the remote chief's --oracle_port (and --oracle_ip)")
   args = [a for a in child_args() if not a.startswith(("--overwrite", "--nooverwrite"))]
-  if _CHIEF.value:
+  if FLAGS.chief:
     port = port or distributed.free_port(ip if ip not in ("0.0.0.0", "") else "127.0.0.1")
     distributed.check_port_free(ip, port)
     # The launcher replaces (--overwrite) or checks the sweep once, before any process starts,
     # so that no worker ever sees a half-deleted directory.
-    tuning_main.prepare_project(settings, tuning_main._resolve_dataset(settings))
+    tuning_main.prepare_project(settings, tuning_main.resolve_dataset(settings))
   log_dir = os.path.join(settings.project_dir, LOGS)
   os.makedirs(log_dir, exist_ok=True)
   oracle_env = {distributed.ORACLE_IP: ip, distributed.ORACLE_PORT: str(port)}
@@ -241,18 +246,18 @@ def launch() -> int:
   chief = None
   workers: dict[str, subprocess.Popen[bytes]] = {}
   try:
-    if _CHIEF.value:
+    if FLAGS.chief:
       chief, log = start("chief", args, {**oracle_env, distributed.TUNER_ID: "chief",
                                          "CUDA_VISIBLE_DEVICES": ""}, log_dir)
       logs.append(log)
       print(f"Chief oracle on {ip}:{port} (pid {chief.pid}).", flush=True)
       try:
-        wait_listening(ip, port, chief, _STARTUP_TIMEOUT.value)
+        wait_listening(ip, port, chief, FLAGS.startup_timeout)
       except ChildFailed:
         print(tail(os.path.join(log_dir, "chief.log")), file=sys.stderr)
         raise UsageError("the chief oracle failed to start (its log is above)") from None
     for index, device in enumerate(devices):
-      name = f"{_WORKER_PREFIX.value}{index}"
+      name = f"{FLAGS.worker_prefix}{index}"
       workers[name], log = start(name, args, {**oracle_env, distributed.TUNER_ID: name,
                                               "CUDA_VISIBLE_DEVICES": device}, log_dir)
       logs.append(log)
@@ -285,16 +290,8 @@ def launch() -> int:
 
 def run(argv: Sequence[str]) -> int:
   """In-process entry point: parse `argv`, launch, return the exit code."""
-  tuning_flags.FLAGS.unparse_flags()
-  try:
-    trainer_main.parse_flags(argv)
-  except SystemExit as e:
-    return int(e.code or 0)
-  try:
-    return launch()
-  except UsageError as e:
-    print(f"error: {' '.join(str(e).split())}", file=sys.stderr, flush=True)
-    return EXIT_USAGE
+  define_flags()
+  return cli.run_in_process(argv, lambda _: launch())
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -24,9 +24,10 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from trainers import flags as trainer_flags
+from trainers import config as trainer_config
+from trainers import files
 from tuning import search_space
-from tuning.flags import OBJECTIVE, SweepSettings
+from tuning.config import OBJECTIVE, SweepSettings
 from tuning.tuners import RUN_INFO, last_line
 
 SWEEP_CONFIG = "sweep_config.json"
@@ -44,7 +45,8 @@ def trial_rows(trials: dict[str, Any], settings: SweepSettings) -> list[dict[str
   rows = []
   for trial in sorted(trials.values(), key=lambda t: _order(t.trial_id)):
     values = trial.hyperparameters.values
-    info = _read_json(os.path.join(settings.project_dir, f"trial_{trial.trial_id}", RUN_INFO))
+    info = files.read_json(os.path.join(settings.project_dir, f"trial_{trial.trial_id}", RUN_INFO))
+    info = info if isinstance(info, dict) else {}
     row: dict[str, Any] = {"trial": trial.trial_id, "status": trial.status,
                            OBJECTIVE: trial.score if trial.status == COMPLETED else None}
     try:
@@ -118,8 +120,8 @@ def write_best_hparams(trial: Any, settings: SweepSettings, path: str) -> dict[s
                                                        settings.train.epochs),
       "tuner/sweep": os.path.abspath(settings.project_dir),
   }
-  _write_text(path, json.dumps(record, indent=2) + "\n")
-  trainer_flags.load_hparams(path, settings.train.model)  # raises if trainers.main would refuse
+  files.write_text(path, json.dumps(record, indent=2) + "\n")
+  trainer_config.load_hparams(path, settings.train.model)  # raises if trainers.main would refuse
   return record
 
 
@@ -160,7 +162,7 @@ def write_markdown(rows: Sequence[dict[str, Any]], best: dict[str, Any] | None,
       if row is best:
         cells[0] = f"**{cells[0]}**"
       lines.append("| " + " | ".join(cells) + " |")
-  _write_text(path, "\n".join(lines) + "\n")
+  files.write_text(path, "\n".join(lines) + "\n")
 
 
 def plot_objective(rows: Sequence[dict[str, Any]], best: dict[str, Any] | None,
@@ -229,19 +231,3 @@ def _finite(value: Any) -> bool:
 
 def _round(value: float | None, digits: int) -> float | None:
   return None if value is None else round(float(value), digits)
-
-
-def _read_json(path: str) -> dict[str, Any]:
-  try:
-    with open(path, encoding="utf-8") as f:
-      record = json.load(f)
-  except (OSError, ValueError):
-    return {}
-  return record if isinstance(record, dict) else {}
-
-
-def _write_text(path: str, text: str) -> None:
-  tmp = f"{path}.tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    f.write(text)
-  os.replace(tmp, path)

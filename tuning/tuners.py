@@ -20,7 +20,6 @@ chief oracle over gRPC) stay KerasTuner's own. The mixin adds:
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -31,7 +30,8 @@ import tensorflow as tf
 from keras_tuner.src.distribute import utils as dist_utils
 from keras_tuner.src.engine.trial import Trial
 
-from tuning.flags import OBJECTIVE, SweepSettings
+from trainers import files
+from tuning.config import OBJECTIVE, SweepSettings
 from tuning.hypermodel import FerHyperModel
 
 RUN_INFO = "run.json"
@@ -97,7 +97,7 @@ class _SweepTuner:
         "epoch_seconds": self.hypermodel.epoch_seconds,
         "error": trial.message,
     }
-    _write_json(os.path.join(self.get_trial_dir(trial.trial_id), RUN_INFO), info)
+    files.write_json(os.path.join(self.get_trial_dir(trial.trial_id), RUN_INFO), info)
     super().on_trial_end(trial)  # the oracle records the trial (may stop the sweep)
     for hook in self.trial_hooks:
       hook(self, trial, info)
@@ -194,10 +194,3 @@ def last_line(message: str | None) -> str:
   """The last non-empty line of a trial's traceback: the exception and its message."""
   lines = [line for line in (message or "").splitlines() if line.strip()]
   return lines[-1].strip() if lines else ""
-
-
-def _write_json(path: str, record: dict[str, Any]) -> None:
-  tmp = f"{path}.tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(record, f, indent=2, default=str)
-  os.replace(tmp, path)

@@ -1,13 +1,14 @@
-"""Flags of `python -m tuning.main`, and their translation into SweepSettings.
+"""The sweep's settings, their flags and defaults, and their translation into SweepSettings.
 
 Why the trainer's own flags: every trial trains exactly as `python -m
 trainers.main` would with the same flags (`--epochs`, `--batch_size`,
 `--optimizer`, `--lr_schedule`, `--mixed_precision`, `--strategy`, `--seed`,
 ...), so a sweep's score and the run trained from its best_hparams.json are
-comparable. Only the sweep's own settings and the search-space bounds are
-defined here. Trainer flags that make no sense for a sweep (`--model_dir`,
-`--hparams`, `--weights`, `--eval_split`) are refused, and so is a fixed value
-for something that is searched.
+comparable. Only the sweep's own settings (SweepSettings' fields, whose
+defaults and help live here once) and the search-space bounds are added.
+Trainer flags that make no sense for a sweep (`--model_dir`, `--hparams`,
+`--weights`, `--eval_split`) are refused, and so is a fixed value for something
+that is searched. `--config=NAME` takes a sweep recipe from trainers/configs/.
 """
 
 from __future__ import annotations
@@ -19,12 +20,11 @@ from typing import Any
 
 from absl import flags
 
-from trainers import flags as trainer_flags
-from trainers import models
+from trainers import cli, models
+from trainers import config as trainer_config
+from trainers.cli import UsageError
+from trainers.config import setting
 from tuning import search_space
-
-FLAGS = flags.FLAGS
-UsageError = trainer_flags.UsageError
 
 TUNERS = ("hyperband", "bayesian", "random")
 OBJECTIVE = "val_accuracy"  # on the validation split (PublicTest); test is never read
@@ -39,59 +39,39 @@ UNUSED_TRAINER_FLAGS = {
 }
 DEFAULT_DIRECTORY = os.path.join("runs", "tuning")
 
-flags.DEFINE_enum("tuner", "random", TUNERS,
-                  "Search algorithm: random, bayesian (Gaussian process) or hyperband.")
-flags.DEFINE_integer(
-    "max_trials", 10,
-    "Trials in the sweep. With --tuner=hyperband, 0 (allowed only there) runs as many as its "
-    "brackets need; more caps them. Raising it on a finished sweep continues it.",
-    lower_bound=0)
-flags.DEFINE_integer(
-    "max_epochs", 0,
-    "Hyperband: epochs of its longest trials (0: --epochs). Other tuners train every trial "
-    "for --epochs.", lower_bound=0)
-flags.DEFINE_integer("hyperband_factor", 3, "Hyperband's reduction factor.", lower_bound=2)
-flags.DEFINE_integer("executions_per_trial", 1,
-                     "Trainings per trial (seeds --seed, --seed+1, ...); the score is their "
-                     "mean.", lower_bound=1)
-flags.DEFINE_string("directory", DEFAULT_DIRECTORY, "Parent directory of sweeps.")
-flags.DEFINE_string("project_name", None,
-                    "The sweep's folder in --directory (default: <model>_<tuner>). Rerunning "
-                    "the same command resumes it; --overwrite starts it over.")
-flags.DEFINE_string("space", None,
-                    "JSON file of search-space bounds, keys: "
-                    f"{', '.join(search_space.KEYS)} (same forms as the --space_* flags; "
-                    "flags given win).")
-for _key in search_space.KEYS:
-  flags.DEFINE_string(f"space_{_key}", None, search_space.FLAG_HELP[_key])
-flags.DEFINE_integer("max_retries_per_trial", 0,
-                     "Reruns of a trial that raised an error (out of memory is never "
-                     "retried).", lower_bound=0)
-flags.DEFINE_integer("max_consecutive_failed_trials", 3,
-                     "Stop the sweep after this many failed trials in a row.", lower_bound=1)
-flags.DEFINE_float(
-    "oracle_timeout", 300.0,
-    "Distributed sweeps: seconds a worker waits for the chief oracle (at start and per "
-    "request) before failing with an error.", lower_bound=0.1)
 
-
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class SweepSettings:
   """Everything a sweep depends on; `train` is the TrainConfig every trial starts from."""
 
-  tuner: str
-  max_trials: int
-  max_epochs: int  # hyperband; the others train --epochs per trial
-  hyperband_factor: int
-  executions_per_trial: int
-  directory: str
-  project_name: str
-  overwrite: bool
-  max_retries_per_trial: int
-  max_consecutive_failed_trials: int
-  oracle_timeout: float
-  space: search_space.SearchSpace
-  train: trainer_flags.TrainConfig
+  tuner: str = setting("random", "Search algorithm: random, bayesian (Gaussian process) or "
+                       "hyperband.", "sweep", choices=TUNERS)
+  max_trials: int = setting(
+      10, "Trials in the sweep. With --tuner=hyperband, 0 (allowed only there) runs as many as "
+      "its brackets need; more caps them. Raising it on a finished sweep continues it.",
+      "sweep", lower=0)
+  max_epochs: int = setting(  # resolved: 0 becomes --epochs
+      0, "Hyperband: epochs of its longest trials (0: --epochs). Other tuners train every "
+      "trial for --epochs.", "sweep", lower=0)
+  hyperband_factor: int = setting(3, "Hyperband's reduction factor.", "sweep", lower=2)
+  executions_per_trial: int = setting(
+      1, "Trainings per trial (seeds --seed, --seed+1, ...); the score is their mean.",
+      "sweep", lower=1)
+  directory: str = setting(DEFAULT_DIRECTORY, "Parent directory of sweeps.", "sweep")
+  project_name: str = setting(  # resolved: None becomes <model>_<tuner>
+      None, "The sweep's folder in --directory (default: <model>_<tuner>). Rerunning the same "
+      "command resumes it; --overwrite starts it over.", "sweep")
+  overwrite: bool = setting(False, "", "sweep", flag="")  # the trainer's --overwrite
+  max_retries_per_trial: int = setting(
+      0, "Reruns of a trial that raised an error (out of memory is never retried).", "sweep",
+      lower=0)
+  max_consecutive_failed_trials: int = setting(
+      3, "Stop the sweep after this many failed trials in a row.", "sweep", lower=1)
+  oracle_timeout: float = setting(
+      300.0, "Distributed sweeps: seconds a worker waits for the chief oracle (at start and "
+      "per request) before failing with an error.", "sweep", lower=0.1)
+  space: search_space.SearchSpace = setting(None, "", "sweep", flag="")
+  train: trainer_config.TrainConfig = setting(None, "", "sweep", flag="")
 
   @property
   def project_dir(self) -> str:
@@ -103,12 +83,39 @@ class SweepSettings:
     return self.max_epochs if self.tuner == "hyperband" else self.train.epochs
 
 
-def settings_from_flags(values: flags.FlagValues = FLAGS) -> SweepSettings:
+def _define_sweep_flags() -> None:
+  trainer_config.define_dataclass_flags(SweepSettings)
+  flags.DEFINE_string("space", None,
+                      "JSON file of search-space bounds, keys: "
+                      f"{', '.join(search_space.KEYS)} (same forms as the --space_* flags; "
+                      "flags given win).")
+  for key in search_space.KEYS:
+    flags.DEFINE_string(f"space_{key}", None, search_space.FLAG_HELP[key])
+
+
+def define_flags() -> None:
+  """The flags of tuning.main and tuning.launch: the trainer's, then the sweep's own."""
+  from trainers import main as trainer_main
+
+  trainer_main.define_flags()
+  cli.define_once(_define_sweep_flags, "tuner")
+
+
+def sweep_flag_names() -> list[str]:
+  """Every flag a sweep (or a sweep recipe) may set besides the trainer's."""
+  names = [trainer_config.flag_name(f) for f in trainer_config.flag_fields(SweepSettings)]
+  return names + ["space"] + [f"space_{k}" for k in search_space.KEYS]
+
+
+def settings_from_flags(values: flags.FlagValues = flags.FLAGS) -> SweepSettings:
   """The SweepSettings of parsed flags; anything a sweep could not use is a UsageError."""
+  trainer_flags = [trainer_config.flag_name(f)
+                   for f in trainer_config.flag_fields(trainer_config.TrainConfig)]
+  trainer_config.apply_recipe(values, trainer_flags + sweep_flag_names())
   for name, why in UNUSED_TRAINER_FLAGS.items():
     if values[name].present:
       raise UsageError(f"--{name} is a trainers.main flag that tuning does not take: {why}")
-  config = trainer_flags.config_from_flags(values)
+  config = trainer_config.config_from_flags(values, recipe=False)
   if config.strategy not in TRIAL_STRATEGIES:
     raise UsageError(f"--strategy={config.strategy}: a trial runs in one process; use "
                      f"{', '.join(TRIAL_STRATEGIES)} (several workers: python -m tuning.launch)")
@@ -120,7 +127,7 @@ def settings_from_flags(values: flags.FlagValues = FLAGS) -> SweepSettings:
     if values["augment_strength"].present:
       raise UsageError("--augment_strength is searched (--space_augment_strength); give one "
                        "or the other")
-    if search_space.AUGMENT_STRENGTH not in trainer_flags.TRAINING_HPARAMS:
+    if search_space.AUGMENT_STRENGTH not in trainer_config.TRAINING_HPARAMS:
       raise UsageError(
           "--space_augment_strength: trainers.main --hparams does not take augment_strength "
           "yet, so the sweep's best_hparams.json could not be trained; leave it unsearched")
