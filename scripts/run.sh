@@ -37,11 +37,11 @@ if [ -z "$found" ]; then
        "training uses fer2013 if already built, else the synthetic faces" >&2
 fi
 
-# Quick-start defaults: a few minutes on 2 CPU cores with the synthetic faces
-# (fer_net learns them well past chance in 5 epochs; batch 32 gives batch norm
-# enough steps). Real FER2013 is 4x larger: expect ~4x the time.
+# The quick-start recipe (trainers/configs/quickstart.py: fer_net, 5 epochs, batch 32,
+# runs/quickstart): a few minutes on 2 CPU cores with the synthetic faces. Real
+# FER2013 is 4x larger: expect ~4x the time.
 MODEL_DIR="runs/quickstart"
-args=(--model=fer_net --epochs=5 --batch_size=32 --model_dir="$MODEL_DIR")
+args=(--config=quickstart)
 if [ -z "$MODEL_DIR_GIVEN" ] && [ -f "$MODEL_DIR/finished.json" ]; then
   echo "== $MODEL_DIR holds a finished quick-start run: replacing it" \
        "(pass --model_dir=DIR to keep runs)" >&2

@@ -3,7 +3,7 @@
 Why one module: training, evaluation, tuning and prediction must see exactly
 the same preprocessing (`preprocess_images`), and the training pipeline must
 keep a multi-core CPU ahead of the model (measured: `python -m
-tools.bench_input`, docs/benchmarks.md). The pipeline is: TFDS read + decode ->
+tools.bench.input`, docs/benchmarks.md). The pipeline is: TFDS read + decode ->
 cache (uint8, in memory) -> shuffle -> batch -> float + augment + resize/RGB
 (vectorised over the batch) -> prefetch.
 """

@@ -84,18 +84,21 @@ def summary(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str]) -> int:
-  # Imported here, not at the top: importing them defines the trainer's and tuning's flags,
-  # and no module may define flags when it is merely imported.
-  from trainers import main as trainer_main
+  from trainers import cli
+  from tuning import config as tuning_config
   from tuning import main as tuning_main
 
+  tuning_config.define_flags()
   for name, value in DEFAULTS.items():
     FLAGS.set_default(name, value)
   FLAGS.set_default("directory", os.path.join(tempfile.gettempdir(), "fer_bench_tuning"))
-  trainer_main.parse_flags(argv)
+  cli.parse_flags(argv)
   recorder = Recorder()
   start = time.perf_counter()
-  code = tuning_main.sweep_from_flags(trial_hooks=[recorder])
+  try:
+    code = tuning_main.sweep_from_flags(trial_hooks=[recorder])
+  except cli.UsageError as e:
+    cli.fail(e)
   print(f"Sweep took {time.perf_counter() - start:.1f} s in all.")
   print(summary(recorder.rows), flush=True)
   return code
