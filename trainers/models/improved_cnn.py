@@ -20,6 +20,10 @@ from trainers.models.common import (
 )
 
 IMPROVED_CNN_CONVS = (1, 2, 2, 3)  # conv layers per block
+# Mean and standard deviation of FER2013's train-split pixels on the [0, 1] scale the
+# pipeline feeds (tests/test_realdata.py recomputes them from ../shared/data).
+FER2013_PIXEL_MEAN = 0.5077
+FER2013_PIXEL_STD = 0.2551
 
 
 def improved_cnn(
@@ -40,6 +44,14 @@ def improved_cnn(
       range(4)]``; the list goes to ``--hparams`` JSON as is).
     dropout: rate of the dropout before Flatten, in [0, 1).
     dense_units: width of the hidden dense layer.
+
+  One addition to the notebook: a fixed (non-trainable, parameter-free) input
+  standardisation, (x - mean) / std with FER2013's train-split pixel statistics,
+  that ships inside the saved model. Why: with no batch norm, Keras's default
+  (Glorot) init and all-positive [0, 1] inputs, eight ReLU convs shrink the
+  signal until the first epoch ends predicting the majority class (24.9%
+  PublicTest, "happy"); centred, unit-scale inputs leave that plateau within
+  the first epoch. docs/models.md has the measurements and their command.
   """
   filters = check_filters("filters", filters, len(IMPROVED_CNN_CONVS))
   dropout = check_rate("dropout", dropout)
@@ -48,7 +60,8 @@ def improved_cnn(
   source = weights_source(weights, "improved_cnn", imagenet=False)
 
   inputs = keras.Input((CNN_IMAGE_SIZE, CNN_IMAGE_SIZE, 1), name="image")
-  x = inputs
+  x = layers.Normalization(mean=FER2013_PIXEL_MEAN, variance=FER2013_PIXEL_STD**2,
+                           name="standardize")(inputs)
   for block, (width, convs) in enumerate(zip(filters, IMPROVED_CNN_CONVS, strict=True), 1):
     for conv in range(1, convs + 1):
       x = layers.Conv2D(
