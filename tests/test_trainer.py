@@ -3,6 +3,8 @@
 Most runs are in-process (`main.run`, TensorFlow imported once); what needs a
 fresh process is a subprocess: exit codes and stderr of bad input, SIGKILL and
 resume, and MirroredStrategy on logical CPU devices (set before TF starts).
+Over 400 lines on purpose: these tests share one tiny dataset fixture (built once
+per module) and one helper set; split, each part would rebuild it.
 """
 
 import concurrent.futures

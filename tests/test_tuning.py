@@ -4,6 +4,8 @@ Sweeps in this process share one TensorFlow; what needs fresh processes runs
 as subprocesses: SIGKILL during a trial and the rerun that resumes, the chief
 and two workers on 127.0.0.1, and the exit code and stderr of bad input.
 Every trial is tiny: 4-8 filters, 2 steps of 8 images, one epoch.
+Over 400 lines on purpose: the sweeps share one module-scoped dataset fixture and
+one argv helper; split, each part would rebuild them.
 """
 
 import csv
