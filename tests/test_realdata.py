@@ -118,3 +118,14 @@ def test_builds_agree_per_example(image_build, csv_build):
     assert np.array_equal(np.bincount(image_labels), np.bincount(csv_labels)), split
     assert np.array_equal(image_labels, csv_labels), split
     assert np.array_equal(image_pixels, csv_pixels), split
+
+
+def test_improved_cnn_standardises_with_the_train_split_statistics(image_build):
+  """improved_cnn's fixed input standardisation uses FER2013's train pixel mean and std
+  (on the [0, 1] scale the pipeline feeds), to the 4 decimals it states."""
+  from trainers.models.improved_cnn import FER2013_PIXEL_MEAN, FER2013_PIXEL_STD
+
+  _, examples = image_build
+  pixels = examples["train"][2].astype(np.float64) / 255.0
+  assert abs(pixels.mean() - FER2013_PIXEL_MEAN) < 5e-4
+  assert abs(pixels.std() - FER2013_PIXEL_STD) < 5e-4

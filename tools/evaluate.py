@@ -36,9 +36,7 @@ def define_flags() -> None:
                       ".tflite file.")
   flags.DEFINE_enum("split", "validation", SPLITS, "The split to evaluate; test "
                     "(PrivateTest) only when given explicitly.")
-  flags.DEFINE_string("dataset", "auto", "TFDS dataset: auto (fer2013 when prepared, else "
-                      "fer2013_synthetic), fer2013 or fer2013_synthetic.")
-  flags.DEFINE_string("data_dir", None, "TFDS data dir (default ~/tensorflow_datasets).")
+  cli.define_dataset_flags()
   flags.DEFINE_integer("batch_size", 256, "Images per model call.", lower_bound=1)
   flags.DEFINE_string("out", None, "Write the full report here as JSON.")
   flags.DEFINE_integer("threads", None, "TFLite interpreter threads (default: all cores).",

@@ -48,9 +48,7 @@ def define_flags() -> None:
   flags.DEFINE_enum("quantize", "none", QUANTIZATIONS, "TFLite quantization.")
   flags.DEFINE_string("out", None, "Output path (default: beside the model).")
   flags.DEFINE_bool("overwrite", False, "Replace an existing output.")
-  flags.DEFINE_string("dataset", "auto", "int8 calibration data: auto (fer2013 when prepared, "
-                      "else fer2013_synthetic), fer2013 or fer2013_synthetic.")
-  flags.DEFINE_string("data_dir", None, "TFDS data dir (default ~/tensorflow_datasets).")
+  cli.define_dataset_flags("int8 calibration data. ")
   flags.DEFINE_integer("calibration_examples", 1000, "int8: train images that calibrate the "
                        "activation ranges.", lower_bound=1)
 

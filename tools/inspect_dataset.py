@@ -25,9 +25,7 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
   """The command's flags: defined when it runs, never at import (any module imports cleanly)."""
-  flags.DEFINE_string("dataset", "auto", "TFDS dataset: auto (fer2013 when prepared, else "
-                      "fer2013_synthetic), fer2013 or fer2013_synthetic.")
-  flags.DEFINE_string("data_dir", None, "TFDS data dir (default ~/tensorflow_datasets).")
+  cli.define_dataset_flags()
   flags.DEFINE_string("out", None, "The PNG grid of sample faces (default: "
                       "DATASET_samples.png in the current directory).")
   flags.DEFINE_string("split", "train", "The split the samples come from.")

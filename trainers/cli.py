@@ -30,6 +30,14 @@ def one_line(error: BaseException | str) -> str:
   return text or (type(error).__name__ if isinstance(error, BaseException) else "")
 
 
+def first_line(error: BaseException | str) -> str:
+  """The first non-empty line of the message (a traceback's or TensorFlow's error's headline)."""
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  if lines:
+    return lines[0]
+  return type(error).__name__ if isinstance(error, BaseException) else ""
+
+
 def print_error(message: BaseException | str) -> None:
   """`error: message` on stderr, on one line."""
   print(f"error: {one_line(message)}", file=sys.stderr, flush=True)
@@ -49,6 +57,19 @@ def define_once(define: Callable[[], None], name: str) -> None:
   """
   if name not in flags.FLAGS:
     define()
+
+
+# --dataset and --data_dir: every command that reads the data takes them, defined here once.
+DATASET_DEFAULT = "auto"
+DATASET_HELP = ("TFDS dataset: fer2013, fer2013_synthetic (drawn faces, not FER2013), or auto: "
+                "fer2013 when it is prepared in --data_dir, else fer2013_synthetic (logged).")
+DATA_DIR_HELP = "TFDS data dir (default: ~/tensorflow_datasets)."
+
+
+def define_dataset_flags(purpose: str = "") -> None:
+  """--dataset and --data_dir; `purpose` prefixes the help ("int8 calibration data: ")."""
+  flags.DEFINE_string("dataset", DATASET_DEFAULT, purpose + DATASET_HELP)
+  flags.DEFINE_string("data_dir", None, DATA_DIR_HELP)
 
 
 PROJECT_PACKAGES = ("trainers", "tuning", "tools", "fer_tfds")

@@ -27,7 +27,7 @@ from typing import Any
 
 from absl import flags
 
-from trainers import configs, models
+from trainers import cli, configs, models
 from trainers.cli import UsageError
 
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
@@ -64,10 +64,8 @@ class TrainConfig:
   """Everything a run depends on, resolved from flags, a recipe and the --hparams file."""
 
   # --- data ---
-  dataset: str = setting(
-      "auto", "TFDS dataset: fer2013, fer2013_synthetic (drawn faces, not FER2013), or auto: "
-      "fer2013 when it is prepared in --data_dir, else fer2013_synthetic (logged).", "data")
-  data_dir: str | None = setting(None, "TFDS data dir (default: ~/tensorflow_datasets).", "data")
+  dataset: str = setting(cli.DATASET_DEFAULT, cli.DATASET_HELP, "data")
+  data_dir: str | None = setting(None, cli.DATA_DIR_HELP, "data")
   augment_strength: float = setting(
       1.0, "Scale of the training augmentation (flip, rotation, shift, zoom, brightness, "
       "contrast); 0 turns it off.", "data", lower=0.0)

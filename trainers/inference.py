@@ -29,6 +29,7 @@ import tensorflow as tf
 
 from fer_tfds.features import EMOTIONS
 from trainers import data
+from trainers.cli import first_line
 
 CLASS_NAMES = EMOTIONS
 FORMATS = ("keras", "saved_model", "tflite")
@@ -107,11 +108,6 @@ def _shape_text(dims: Sequence[int | None]) -> str:
   return "(" + ", ".join("None" if d is None else str(d) for d in dims) + ")"
 
 
-def _first_line(error: BaseException) -> str:
-  lines = str(error).strip().splitlines()
-  return lines[0] if lines else type(error).__name__
-
-
 def load_model(path: str | os.PathLike[str], threads: int | None = None) -> Classifier:
   """Loads `path` (.keras, SavedModel directory or .tflite); ModelError if it cannot serve.
 
@@ -128,7 +124,7 @@ def load_model(path: str | os.PathLike[str], threads: int | None = None) -> Clas
   except ModelError:
     raise
   except Exception as e:  # noqa: BLE001  (each format raises its own types for a bad file)
-    raise ModelError(f"{path}: cannot load it as a {kind} model: {_first_line(e)}") from None
+    raise ModelError(f"{path}: cannot load it as a {kind} model: {first_line(e)}") from None
 
 
 def _load_keras(path: str) -> Classifier:

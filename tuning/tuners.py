@@ -31,6 +31,7 @@ from keras_tuner.src.distribute import utils as dist_utils
 from keras_tuner.src.engine.trial import Trial
 
 from trainers import files
+from trainers.cli import first_line
 from tuning.config import OBJECTIVE, SweepSettings
 from tuning.hypermodel import FerHyperModel
 
@@ -77,7 +78,7 @@ class _SweepTuner:
     try:
       results = super().run_trial(trial, *args, **kwargs)
     except (tf.errors.ResourceExhaustedError, MemoryError) as e:
-      raise kt.errors.FailedTrialError(f"out of memory: {_first_line(e)}") from e
+      raise kt.errors.FailedTrialError(f"out of memory: {first_line(e)}") from e
     finally:
       self._trial_seconds = time.perf_counter() - start
       release_trial_gradients(gradients)
@@ -185,9 +186,6 @@ def release_trial_gradients(before: set[str]) -> int:
   return len(stale)
 
 
-def _first_line(error: BaseException) -> str:
-  lines = [line for line in str(error).splitlines() if line.strip()]
-  return lines[0] if lines else type(error).__name__
 
 
 def last_line(message: str | None) -> str:

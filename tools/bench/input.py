@@ -36,7 +36,7 @@ import tensorflow_datasets as tfds  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from tools import launch_local_cluster  # noqa: E402
-from trainers import data  # noqa: E402
+from trainers import cli, data  # noqa: E402
 
 GOAL = 10.0  # pipeline images/s over model training examples/s
 
@@ -45,9 +45,7 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
   """The command's flags: defined when it runs, never at import (any module imports cleanly)."""
-  flags.DEFINE_string("data_dir", None, "TFDS data dir (default ~/tensorflow_datasets).")
-  flags.DEFINE_string(
-      "dataset", "auto", "TFDS name; 'auto': fer2013 if prepared in --data_dir, else synthetic.")
+  cli.define_dataset_flags()
   flags.DEFINE_string("split", "train", "Split to read.")
   flags.DEFINE_integer("batch_size", 128, "Batch size.", lower_bound=1)
   flags.DEFINE_integer("repeats", 5, "Timed passes per variant (median).", lower_bound=1)

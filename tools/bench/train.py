@@ -18,16 +18,15 @@ import time
 import numpy as np
 from absl import app, flags
 
+from trainers import cli
+
 FLAGS = flags.FLAGS
 GOAL = 2.0
 
 
 def define_flags() -> None:
   """The command's flags: defined when it runs, never at import (any module imports cleanly)."""
-  flags.DEFINE_string(
-      "dataset", "auto", "TFDS dataset: auto (fer2013 when prepared, else the synthetic set), "
-      "fer2013 or fer2013_synthetic.")
-  flags.DEFINE_string("data_dir", None, "TFDS data dir.")
+  cli.define_dataset_flags()
   flags.DEFINE_string("model", "improved_cnn", "Model of trainers.models.MODELS.")
   flags.DEFINE_integer("examples", 8192, "Training examples per measurement.", lower_bound=256)
   flags.DEFINE_integer("repeats", 3, "Measurements per configuration (median).", lower_bound=1)

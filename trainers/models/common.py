@@ -16,6 +16,8 @@ from typing import Any
 import keras
 from keras import layers
 
+from trainers.cli import first_line
+
 NUM_CLASSES = 7
 CNN_IMAGE_SIZE = 48
 
@@ -84,11 +86,6 @@ def weights_source(weights: WeightsArg, model_name: str, imagenet: bool) -> str 
   return path
 
 
-def _first_line(error: BaseException) -> str:
-  lines = str(error).strip().splitlines()
-  return lines[0] if lines else type(error).__name__
-
-
 def _shape_difference(found: list[tuple[int, ...]], expected: list[tuple[int, ...]]) -> str:
   if len(found) != len(expected):
     return f"{len(found)} variables saved, {len(expected)} expected"
@@ -109,7 +106,7 @@ def _load_weights_file(model: keras.Model, path: Path) -> None:
     try:
       saved = keras.saving.load_model(path, compile=False)
     except Exception as error:  # any unreadable file is an input error, not a crash
-      raise ValueError(f"cannot read {path} as a .keras model: {_first_line(error)}") from error
+      raise ValueError(f"cannot read {path} as a .keras model: {first_line(error)}") from error
     found = [tuple(w.shape) for w in saved.weights]
     if found != expected:
       raise ValueError(f"{mismatch} ({_shape_difference(found, expected)})")
@@ -127,13 +124,13 @@ def _load_weights_file(model: keras.Model, path: Path) -> None:
     with h5py.File(path, "r") as file:
       file.visititems(collect)
   except OSError as error:
-    raise ValueError(f"cannot read {path} as a .weights.h5 file: {_first_line(error)}") from error
+    raise ValueError(f"cannot read {path} as a .weights.h5 file: {first_line(error)}") from error
   if sorted(found) != sorted(expected):  # the file orders variables by layer path, not by model
     raise ValueError(f"{mismatch} ({_shape_difference(sorted(found), sorted(expected))})")
   try:
     model.load_weights(path)
   except Exception as error:  # a mismatch, reported with Keras' reason
-    raise ValueError(f"{mismatch}: {_first_line(error)}") from error
+    raise ValueError(f"{mismatch}: {first_line(error)}") from error
 
 
 def with_weights(model: keras.Model, source: str | Path | None) -> keras.Model:
