@@ -58,8 +58,13 @@ def test_improved_cnn_is_the_notebook_model():
   model = models.improved_cnn()
   assert model.count_params() == 647_111
   assert improved_cnn_params((32, 64, 64, 128), 128) == 647_111
+  # The one addition: a fixed, parameter-free standardisation with FER2013's pixel statistics.
+  standardize = model.layers[1]
+  assert isinstance(standardize, layers.Normalization) and not standardize.weights
+  images = np.full((1, 48, 48, 1), 0.5077 + 0.2551, np.float32)
+  np.testing.assert_allclose(standardize(images).numpy(), 1.0, rtol=1e-5)
   sequence = []
-  for layer in model.layers[1:]:
+  for layer in model.layers[2:]:
     if isinstance(layer, layers.Conv2D):
       assert layer.kernel_size == (3, 3) and layer.padding == "same"
       assert layer.activation.__name__ == "relu"
