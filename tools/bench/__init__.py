@@ -5,6 +5,7 @@
   python -m tools.bench.input     the training input pipeline alone (and via tf.data service)
   python -m tools.bench.train     training throughput: our pipeline vs the notebook's numpy path
   python -m tools.bench.tuning    memory and time per trial of a tuning sweep
+  python -m tools.bench.plateau   improved_cnn's majority-class plateau: input scale, init
 
 Why a subpackage: tools/ holds the commands a user runs on models and data;
 these only measure, and their figures are in docs/benchmarks.md and docs/tuning.md.
