@@ -1,16 +1,21 @@
-"""improved_cnn, trained with the trainer's default flags, leaves the majority-class plateau.
+"""improved_cnn, trained with the trainer's default flags, learns rather than predicting one class.
 
 Why: the notebook's improved_cnn (no batch norm, Glorot init, [0, 1] inputs)
-ended its first FER2013 epoch predicting only the majority class; the fixed
-input standardisation (its `standardize` layer) is what gets it off. Real
-FER2013 is far too slow here, so the data is drawn to show the same thing in
-a few seconds: noisy, all-positive "faces" (like fake_data's) where the class
-is a bright bar at a class-dependent height, three classes at 40/30/30%.
-A model that learns reaches ~100% within 3 epochs of 10 steps; one on the
-plateau predicts one class (<= 40%). Without `standardize` (checked by hand,
-2026-12: layer removed in trainers/models/improved_cnn.py) this test fails:
-the same run ends at 54% PublicTest with the validation split's own majority
-share 40%; with it, 100%.
+ended its first FER2013 epoch predicting only the majority class, which a
+fixed input standardisation (its `standardize` layer) cured. Real FER2013 is
+far too slow here, so the data is drawn: noisy, all-positive "faces" (like
+fake_data's) with a class-independent brightness per image, where the class
+is a bright bar at a class-dependent height; three classes at 40/30/30%. The
+shipped model reached 100% PublicTest by its 3rd epoch in 9 of 9 runs of 4-6
+epochs (seeds 0-2); a model on the plateau predicts one class (<= 40%).
+
+What it does not catch: removing `standardize`. On data this small the
+unstandardised model is only about one epoch slower (100% by epoch 3-4 of 6,
+3 of 3 runs), and on 2 CPU cores runs are not repeatable (tf.data order,
+oneDNN threads), so no run length separates the two reliably: with 3 epochs
+the unstandardised model failed 4 of 4 runs but the shipped one 3 of 4; with 4
+epochs the shipped one passed 3 of 3 and the unstandardised one 2 of 3. The
+real-data plateau is measured by `python -m tools.bench.plateau`.
 """
 
 import json
@@ -28,20 +33,22 @@ from trainers import main, run_dir
 BAR_ROWS = {3: 10, 4: 24, 6: 38}
 SHARES = {3: 0.4, 4: 0.3, 6: 0.3}
 ROWS = {"Training": 640, "PublicTest": 140, "PrivateTest": 20}
-EPOCHS = 3
+EPOCHS = 6  # the shipped model needs 2-3; the margin keeps the test from flaking
 
 
 def bar_images(labels: np.ndarray, seed: int) -> np.ndarray:
-  """48x48 uint8 images: noise 0..59, an oval "face" +120, the class's bar +70 (4 x 32 px)."""
+  """48x48 uint8 images: noise 0..39, an oval "face" +90, a per-image brightness 0..60
+  (class-independent, as lighting in real faces) and the class's bar +60 (4 x 32 px)."""
   rng = np.random.default_rng(seed)
   yy, xx = np.mgrid[:48, :48]
   face = ((yy - 24) / 20) ** 2 + ((xx - 24) / 15) ** 2 < 1
-  images = rng.integers(0, 60, size=(len(labels), 48, 48))
-  images[:, face] += 120
+  images = rng.integers(0, 40, size=(len(labels), 48, 48)).astype(np.float64)
+  images[:, face] += 90
+  images += rng.uniform(0, 60, size=(len(labels), 1, 1))
   for image, label in zip(images, labels, strict=True):
     row = BAR_ROWS[int(label)]
-    image[row - 2:row + 2, 8:40] += 70
-  return np.clip(images, 0, 255).astype(np.uint8)
+    image[row - 2:row + 2, 8:40] += 60
+  return np.clip(np.round(images), 0, 255).astype(np.uint8)
 
 
 def bar_rows(seed: int = 0) -> list[tuple[int, str, np.ndarray]]:
@@ -76,7 +83,7 @@ def test_improved_cnn_leaves_the_majority_class_plateau(data_dir, tmp_path):
   matrix = np.array(result["confusion_matrix"])
   majority = matrix.sum(axis=1).max() / matrix.sum()
   predicted = matrix.sum(axis=0) / matrix.sum()
-  assert majority == pytest.approx(0.4)
+  assert majority == pytest.approx(SHARES[3])
   assert predicted.max() < 0.9, f"predicts one class: {predicted.round(3).tolist()}"
   assert result["accuracy"] >= 0.9, (
       f"accuracy {result['accuracy']:.3f}, majority share {majority:.2f}, predicted shares "

@@ -8,5 +8,6 @@
   python -m tools.bench.plateau   improved_cnn's majority-class plateau: input scale, init
 
 Why a subpackage: tools/ holds the commands a user runs on models and data;
-these only measure, and their figures are in docs/benchmarks.md and docs/tuning.md.
+these only measure, and their figures are in docs/benchmarks.md, docs/tuning.md and
+docs/models.md.
 """

@@ -149,7 +149,8 @@ def train_variant(variant: str, dataset: str, validation: tuple[np.ndarray, np.n
       top_share.append(round(share, 4))
 
   start = time.perf_counter()
-  history = model.fit(train, epochs=FLAGS.epochs, callbacks=[Validate()], verbose=0)
+  history = model.fit(train, epochs=FLAGS.epochs, callbacks=[Validate()], verbose=0,
+                      shuffle=False)  # make_dataset shuffles
   return {"variant": variant, "val_acc": accuracy, "top_class_share": top_share,
           "train_acc": [round(a, 4) for a in history.history["accuracy"]],
           "s": round(time.perf_counter() - start)}
