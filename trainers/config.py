@@ -35,7 +35,6 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("constant", "cosine")
 CLASS_WEIGHTS = ("none", "balanced")
 EVAL_SPLITS = ("validation", "test")
-SECTIONS = ("data", "model", "optimisation", "run")
 # Keys an --hparams file may hold besides the model's own hparams.
 TRAINING_HPARAMS = ("learning_rate", "batch_size")
 
