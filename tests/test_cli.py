@@ -1,5 +1,6 @@
 """The `tfds build` command line, in subprocesses (run concurrently: each costs seconds)."""
 
+import json
 import os
 import re
 import subprocess
@@ -34,6 +35,8 @@ def cli(rows, tmp_path_factory):
   runs = {
       "imports": (["--imports", "fer_tfds", "--manual_dir", good], root),
       "cwd": (["--manual_dir", good], REPO / "fer_tfds"),
+      # The design's literal command, typed in the repository root (./fer2013.py).
+      "root": (["--manual_dir", good], REPO),
       "bad": (["--imports", "fer_tfds", "--manual_dir", bad], root),
       "missing": (["--imports", "fer_tfds", "--manual_dir", root / "no_such_dir"], root),
       # The documented safe rebuild: TFDS's own `--overwrite` deletes the data
@@ -81,6 +84,18 @@ def test_build_with_imports(cli, rows):
 def test_build_from_package_dir(cli, rows):
   """`cd fer_tfds && tfds build fer2013 --manual_dir DIR` finds the builder folder and builds."""
   _assert_built(cli["cwd"], rows)
+
+
+def test_build_from_repository_root(cli, rows):
+  """`tfds build fer2013 --manual_dir DIR` in the repository root builds the same dataset, with
+  the dataset card (fer_tfds/fer2013/README.md) as its description, not the project README."""
+  _assert_built(cli["root"], rows)
+  # As written on disk (a loaded builder would show its own code's description instead).
+  info = json.loads((cli["root"][3] / "fer2013" / "strict" / "1.0.0" / "dataset_info.json")
+                    .read_text())
+  description = info["description"]
+  card = (REPO / "fer_tfds" / "fer2013" / "README.md").read_text()
+  assert description.strip() and description.strip() in card
 
 
 def _assert_clean_error(result):
