@@ -101,3 +101,39 @@ def good_line(label=0, usage="Training", seed=0):
 
 
 assert USAGES == tuple(SPLIT_OF_USAGE)
+
+
+# Class -> row of its bar (far enough apart that the +-10% shift of the augmentation
+# cannot move one onto another). 3 happy, 4 sad, 6 neutral: happy is the majority, as in
+# FER2013.
+BAR_ROWS = {3: 10, 4: 24, 6: 38}
+BAR_SHARES = {3: 0.4, 4: 0.3, 6: 0.3}
+
+
+def bar_images(labels: np.ndarray, seed: int) -> np.ndarray:
+  """48x48 uint8 images: noise 0..39, an oval "face" +90, a per-image brightness 0..60
+  (class-independent, as lighting in real faces) and the class's bar +60 (4 x 32 px)."""
+  rng = np.random.default_rng(seed)
+  yy, xx = np.mgrid[:48, :48]
+  face = ((yy - 24) / 20) ** 2 + ((xx - 24) / 15) ** 2 < 1
+  images = rng.integers(0, 40, size=(len(labels), 48, 48)).astype(np.float64)
+  images[:, face] += 90
+  images += rng.uniform(0, 60, size=(len(labels), 1, 1))
+  for image, label in zip(images, labels, strict=True):
+    row = BAR_ROWS[int(label)]
+    image[row - 2:row + 2, 8:40] += 60
+  return np.clip(np.round(images), 0, 255).astype(np.uint8)
+
+
+def bar_rows(counts: dict[str, int], seed: int = 0) -> list[tuple[int, str, np.ndarray]]:
+  """(label, usage, image) rows, `counts` per usage: learnable drawn faces (a bar at a
+  class-dependent height; classes 3, 4, 6 at 40/30/30%), in shuffled order."""
+  rng = np.random.default_rng(seed)
+  rows = []
+  for usage, count in counts.items():
+    labels = np.concatenate([np.full(round(count * share), label)
+                             for label, share in BAR_SHARES.items()])
+    rng.shuffle(labels)
+    images = bar_images(labels, seed=int(rng.integers(1 << 31)))
+    rows += [(int(label), usage, image) for label, image in zip(labels, images, strict=True)]
+  return rows

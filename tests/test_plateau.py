@@ -27,47 +27,14 @@ import pytest
 from fer_tfds.fer2013 import fake_data
 from trainers import main, run_dir
 
-# Class -> row of its bar (far enough apart that the +-10% shift of the augmentation
-# cannot move one onto another). 3 happy, 4 sad, 6 neutral: happy is the majority, as in
-# FER2013.
-BAR_ROWS = {3: 10, 4: 24, 6: 38}
-SHARES = {3: 0.4, 4: 0.3, 6: 0.3}
 ROWS = {"Training": 640, "PublicTest": 140, "PrivateTest": 20}
 EPOCHS = 6  # the shipped model needs 2-3; the margin keeps the test from flaking
-
-
-def bar_images(labels: np.ndarray, seed: int) -> np.ndarray:
-  """48x48 uint8 images: noise 0..39, an oval "face" +90, a per-image brightness 0..60
-  (class-independent, as lighting in real faces) and the class's bar +60 (4 x 32 px)."""
-  rng = np.random.default_rng(seed)
-  yy, xx = np.mgrid[:48, :48]
-  face = ((yy - 24) / 20) ** 2 + ((xx - 24) / 15) ** 2 < 1
-  images = rng.integers(0, 40, size=(len(labels), 48, 48)).astype(np.float64)
-  images[:, face] += 90
-  images += rng.uniform(0, 60, size=(len(labels), 1, 1))
-  for image, label in zip(images, labels, strict=True):
-    row = BAR_ROWS[int(label)]
-    image[row - 2:row + 2, 8:40] += 60
-  return np.clip(np.round(images), 0, 255).astype(np.uint8)
-
-
-def bar_rows(seed: int = 0) -> list[tuple[int, str, np.ndarray]]:
-  """(label, usage, image) rows: exact class shares per usage, in shuffled order."""
-  rng = np.random.default_rng(seed)
-  rows = []
-  for usage, count in ROWS.items():
-    labels = np.concatenate([np.full(round(count * share), label)
-                             for label, share in SHARES.items()])
-    rng.shuffle(labels)
-    images = bar_images(labels, seed=int(rng.integers(1 << 31)))
-    rows += [(int(label), usage, image) for label, image in zip(labels, images, strict=True)]
-  return rows
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
   root = tmp_path_factory.mktemp("bars")
-  fake_data.write_csv(root / "manual" / "fer2013.csv", bar_rows())
+  fake_data.write_csv(root / "manual" / "fer2013.csv", helpers.bar_rows(ROWS))
   helpers.build(root / "manual", root / "tfds")
   return str(root / "tfds")
 
@@ -83,7 +50,7 @@ def test_improved_cnn_leaves_the_majority_class_plateau(data_dir, tmp_path):
   matrix = np.array(result["confusion_matrix"])
   majority = matrix.sum(axis=1).max() / matrix.sum()
   predicted = matrix.sum(axis=0) / matrix.sum()
-  assert majority == pytest.approx(SHARES[3])
+  assert majority == pytest.approx(helpers.BAR_SHARES[3])
   assert predicted.max() < 0.9, f"predicts one class: {predicted.round(3).tolist()}"
   assert result["accuracy"] >= 0.9, (
       f"accuracy {result['accuracy']:.3f}, majority share {majority:.2f}, predicted shares "
