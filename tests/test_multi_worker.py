@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from fer_tfds.fer2013 import fake_data
 from tools import launch_local_cluster as cluster
 from trainers import export, main, run_dir
 
@@ -65,25 +66,14 @@ def finish(processes, timeout):
   return results
 
 
-# --- the same training as one process, only the chief writes --------------------------------
-
-
-def test_two_workers_match_one_process_and_only_the_chief_writes(data_dir, tmp_path):
-  """Same global batch and seed, deterministic, no augmentation or dropout: the 2-worker run's
-  losses and accuracies match a single-process `fit` run's, epoch by epoch.
-
-  What is compared: each step's global batch is the whole train split (56 = 2 x 28, each
-  worker's even split), so every step sees the same examples in both runs whatever the
-  shuffled order. So this checks the forward pass, the loss, the gradients summed over the
-  workers, the optimizer update and the reported metrics of the custom loop against Keras
-  `fit`; not the order of the data, which differs by design (each worker shuffles its half).
-  Tolerance: relative 1e-4 (float sums in another order; 6 Adam steps).
-  """
+def run_both(data_dir, tmp_path, *extra):
+  """The same training on 2 local workers and in one process (fit), at once; returns
+  (multi_dir, single_dir, the launcher's output, the launcher's command)."""
   hparams = tmp_path / "hp.json"
   hparams.write_text('{"dropout": 0.0}')
   same = ["--epochs=2", f"--batch_size={ROWS[0]}", "--max_steps_per_epoch=3",
           "--deterministic", "--augment_strength=0", f"--hparams={hparams}",
-          "--lr_schedule=constant"]
+          "--lr_schedule=constant", *extra]
   multi_dir, single_dir, scratch = tmp_path / "multi", tmp_path / "single", tmp_path / "tmp"
   scratch.mkdir()
   launcher = [sys.executable, "-m", "tools.launch_local_cluster", "--num_workers=2",
@@ -100,16 +90,40 @@ def test_two_workers_match_one_process_and_only_the_chief_writes(data_dir, tmp_p
   (code_m, out_m, _), (code_s, _, err_s) = finish(processes, 280)
   assert code_m == 0, out_m[-4000:]
   assert code_s == 0, err_s[-3000:]
+  return multi_dir, single_dir, out_m, launcher
 
-  record = json.loads((multi_dir / run_dir.RUN_CONFIG).read_text())
-  assert record["num_replicas"] == 2 and record["num_workers"] == 2
+
+def assert_same_history(multi_dir, single_dir, rel=1e-4):
+  """history.csv of both runs: same columns, same losses and accuracies epoch by epoch."""
   rows_m, rows_s = history(multi_dir), history(single_dir)
   assert [r["epoch"] for r in rows_m] == ["0", "1"]
   assert list(rows_m[0]) == list(rows_s[0])  # the same history.csv columns
   for row_m, row_s in zip(rows_m, rows_s, strict=True):
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
-      assert float(row_m[key]) == pytest.approx(float(row_s[key]), rel=1e-4, abs=1e-6), key
+      assert float(row_m[key]) == pytest.approx(float(row_s[key]), rel=rel, abs=1e-6), key
   assert float(rows_m[1]["loss"]) < float(rows_m[0]["loss"])  # it trained
+
+
+# --- the same training as one process, only the chief writes --------------------------------
+
+
+def test_two_workers_match_one_process_and_only_the_chief_writes(data_dir, tmp_path):
+  """Same global batch and seed, deterministic, no augmentation or dropout: the 2-worker run's
+  losses and accuracies match a single-process `fit` run's, epoch by epoch (run_both).
+
+  What is compared: each step's global batch is the whole train split (56 = 2 x 28, each
+  worker's even split), so every step sees the same examples in both runs whatever the
+  shuffled order. So this checks the forward pass, the loss, the gradients summed over the
+  workers, the optimizer update and the reported metrics of the custom loop against Keras
+  `fit`; not the order of the data, which differs by design (each worker shuffles its half).
+  Tolerance: relative 1e-4 (float sums in another order; 6 Adam steps).
+  """
+  multi_dir, single_dir, out_m, launcher = run_both(data_dir, tmp_path)
+  scratch = tmp_path / "tmp"
+
+  record = json.loads((multi_dir / run_dir.RUN_CONFIG).read_text())
+  assert record["num_replicas"] == 2 and record["num_workers"] == 2
+  assert_same_history(multi_dir, single_dir)
 
   # The chief wrote exactly the files of a one-process run; worker 1 left nothing behind.
   assert sorted(os.listdir(multi_dir)) == sorted(os.listdir(single_dir))
@@ -139,6 +153,63 @@ def test_two_workers_match_one_process_and_only_the_chief_writes(data_dir, tmp_p
   assert again.returncode == 2, again.stdout[-3000:]
   assert "[worker 0] error: " in again.stdout and "finished run" in again.stdout
   assert "[worker 1] error: the chief worker refused the run" in again.stdout
+
+
+@pytest.fixture(scope="module")
+def unbalanced_data_dir(tmp_path_factory):
+  """Train labels 40/30/30% over 3 classes: balanced class weights are not all 1."""
+  root = tmp_path_factory.mktemp("unbalanced")
+  rows = helpers.bar_rows({"Training": ROWS[0], "PublicTest": ROWS[1], "PrivateTest": ROWS[2]})
+  fake_data.write_csv(root / "manual" / "fer2013.csv", rows)
+  helpers.build(root / "manual", root / "tfds")
+  return str(root / "tfds")
+
+
+def test_two_workers_match_one_process_with_class_weights_smoothing_and_bf16(
+    unbalanced_data_dir, tmp_path):
+  """As above, with --class_weights=balanced on unbalanced labels, --label_smoothing and
+  --mixed_precision (bfloat16 on CPU). Keras's `fit` does not weigh `metrics=["accuracy"]`
+  by the sample (class) weights, so neither may the custom loop.
+  Tolerance: relative 1e-3 (bfloat16 sums in another order)."""
+  multi_dir, single_dir, _, _ = run_both(
+      unbalanced_data_dir, tmp_path, "--class_weights=balanced", "--label_smoothing=0.1",
+      "--mixed_precision")
+  assert_same_history(multi_dir, single_dir, rel=1e-3)
+
+
+def test_two_workers_steps_per_execution_trains_the_same_steps(unbalanced_data_dir, tmp_path):
+  """--steps_per_execution=3 in the custom loop: the same 3 steps per epoch, on the same
+  batches, as one step per execution (both on 2 workers: the same shuffled order, seeded).
+  `fit` cannot be the reference: its epoch has other batches than the workers' halves."""
+  hparams = tmp_path / "hp.json"
+  hparams.write_text('{"dropout": 0.0}')
+  dirs = {spe: tmp_path / f"spe{spe}" for spe in (1, 3)}
+  processes = []
+  for spe, model_dir in dirs.items():
+    scratch = tmp_path / f"tmp{spe}"
+    scratch.mkdir()
+    command = [sys.executable, "-m", "tools.launch_local_cluster", "--num_workers=2",
+               "--timeout=240", "--", *args(unbalanced_data_dir, model_dir), MULTI,
+               "--epochs=2", "--batch_size=18", "--max_steps_per_epoch=0", "--deterministic",
+               "--augment_strength=0", f"--hparams={hparams}", "--lr_schedule=constant",
+               f"--steps_per_execution={spe}"]
+    processes.append(subprocess.Popen(command, cwd=ROOT, env=env_with_root(TMPDIR=str(scratch)),
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                      start_new_session=True))
+  for code, out, _ in finish(processes, 280):
+    assert code == 0, out[-4000:]
+  assert "3 steps/epoch" in out  # 56 // 18
+  assert_same_history(dirs[3], dirs[1])
+
+
+def test_steps_per_execution_must_divide_the_epoch(data_dir, tmp_path, capsys):
+  """Keras's fit would round each epoch up to a multiple of --steps_per_execution: refused."""
+  code = main.run(["trainers.main", *args(data_dir, tmp_path / "run"), "--epochs=1",
+                   "--max_steps_per_epoch=4", "--steps_per_execution=3"])
+  assert code == 2
+  (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error: ")]
+  assert "--steps_per_execution=3 does not divide the 4 steps" in line
+  assert "such as 2 or 4" in line
 
 
 # --- input sharding: each worker its own examples, every epoch ------------------------------

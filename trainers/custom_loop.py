@@ -91,7 +91,7 @@ def fit(
 def _train_function(model: keras.Model, strategy: tf.distribute.Strategy,
                     jit_compile: bool) -> Any:
   """A tf.function running `steps` training steps; returns the global sums of
-  (per-step mean loss, class-weighted correct predictions, weights)."""
+  (per-step mean loss, correct predictions, examples)."""
 
   def gradients_of(x: Any, y: tf.Tensor, sample_weight: tf.Tensor | None) -> tuple[Any, ...]:
     with tf.GradientTape() as tape:
@@ -112,12 +112,11 @@ def _train_function(model: keras.Model, strategy: tf.distribute.Strategy,
     loss, y_pred, gradients = compute(x, y, sample_weight)
     # Keras's optimizer sums the gradients over all replicas (all-reduce) before applying.
     model.optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
-    weights = (tf.ones(tf.shape(y)[:1]) if sample_weight is None
-               else tf.cast(sample_weight, tf.float32))
     correct = tf.cast(tf.equal(tf.argmax(y, axis=-1), tf.argmax(y_pred, axis=-1)), tf.float32)
-    # Keras's "accuracy" weighs by the sample weights too.
-    return tf.stack([tf.cast(loss, tf.float32), tf.reduce_sum(correct * weights),
-                     tf.reduce_sum(weights)])
+    # Keras 3's `fit` updates `metrics=["accuracy"]` without the sample (class) weights (only
+    # `weighted_metrics` use them): so is this accuracy, plain correct / examples.
+    return tf.stack([tf.cast(loss, tf.float32), tf.reduce_sum(correct),
+                     tf.cast(tf.shape(y)[0], tf.float32)])
 
   @tf.function
   def train_steps(iterator: Any, steps: tf.Tensor) -> tf.Tensor:
@@ -132,8 +131,8 @@ def _train_function(model: keras.Model, strategy: tf.distribute.Strategy,
 
 def _train_logs(totals: np.ndarray, steps: int) -> dict[str, float]:
   """Keras's epoch logs: mean step loss (fixed batches: the example mean) and accuracy."""
-  loss_sum, correct, weight = totals
-  return {"accuracy": float(correct / weight) if weight else 0.0,
+  loss_sum, correct, examples = totals
+  return {"accuracy": float(correct / examples) if examples else 0.0,
           "loss": float(loss_sum / steps) if steps else 0.0}
 
 

@@ -57,10 +57,26 @@ def data_info(config: TrainConfig, dataset: str) -> DataInfo:
                      f"{dataset} ({train_examples} examples)")
   if config.max_steps_per_epoch:
     steps = min(steps, config.max_steps_per_epoch)
+  check_steps_per_execution(config.steps_per_execution, steps)
   spec = models.MODELS[config.model]
   pipeline = dict(dataset=dataset, data_dir=config.data_dir, image_size=spec.image_size,
                   channels=spec.channels, seed=config.seed, deterministic=config.deterministic)
   return DataInfo(dataset, tuple(info.features["label"].names), train_examples, steps, pipeline)
+
+
+def check_steps_per_execution(steps_per_execution: int, steps_per_epoch: int) -> None:
+  """--steps_per_execution must divide the epoch's steps: Keras 3's `fit` otherwise rounds
+  every epoch up to a multiple of it (3 steps per execution, 1 step per epoch: 3 optimizer
+  steps an epoch; keras-team/keras#20861), so an epoch would not be one pass."""
+  if steps_per_epoch % steps_per_execution == 0:
+    return
+  divisors = [d for d in range(1, steps_per_epoch + 1) if steps_per_epoch % d == 0]
+  below = [d for d in divisors if d <= steps_per_execution]
+  raise UsageError(
+      f"--steps_per_execution={steps_per_execution} does not divide the {steps_per_epoch} "
+      f"steps of an epoch (Keras would train extra steps each epoch); use a divisor of "
+      f"{steps_per_epoch}, such as {below[-1]}"
+      + (f" or {divisors[len(below)]}" if len(below) < len(divisors) else ""))
 
 
 def precision_policy(mixed: bool) -> str:
