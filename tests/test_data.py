@@ -132,6 +132,37 @@ def test_tiny_strength_only_flips(float_batch):
   assert any(mirrored) and any(same)
 
 
+def test_variable_strength_reads_its_value_per_batch(real_dir):
+  """--augment_warmup_epochs: the pipeline reads a variable strength when each batch is made.
+  At 0 it gives the unaugmented batches, at 0.5 exactly what a fixed 0.5 gives."""
+  strength = tf.Variable(0.0, trainable=False)
+
+  def run(value):
+    return batches(make(real_dir, seed=7, deterministic=True, augment_strength=value))
+
+  plain = run(0.0)
+  for got, want in zip(run(strength), plain, strict=True):
+    np.testing.assert_array_equal(got[0], want[0])
+  strength.assign(0.5)
+  ramped, fixed = run(strength), run(0.5)
+  for got, want in zip(ramped, fixed, strict=True):
+    np.testing.assert_array_equal(got[0], want[0])
+  assert not np.array_equal(ramped[0][0], plain[0][0])
+
+
+def test_warmup_ramps_the_strength_by_epoch():
+  from trainers import task
+
+  variable = tf.Variable(-1.0)
+  warmup = task.AugmentWarmup(variable, strength=0.8, warmup_epochs=2)
+  seen = []
+  for epoch in (0, 1, 2, 5, 1):  # the last: a resumed run's epoch 1
+    warmup.on_epoch_begin(epoch)
+    seen.append(round(float(variable.numpy()), 6))
+  assert seen == [0.0, 0.4, 0.8, 0.8, 0.4]
+  assert task.warmup_strength(0.8, 0, 0) == 0.8  # no warmup: full strength at once
+
+
 def test_deterministic_make_dataset_repeats_exactly(real_dir):
   def run(seed):
     return batches(make(real_dir, seed=seed, deterministic=True, with_ids=True))

@@ -68,6 +68,11 @@ class TrainConfig:
   augment_strength: float = setting(
       1.0, "Scale of the training augmentation (flip, rotation, shift, zoom, brightness, "
       "contrast); 0 turns it off.", "data", lower=0.0)
+  augment_warmup_epochs: int = setting(
+      2, "Epochs over which the augmentation ramps up linearly from none to "
+      "--augment_strength (epoch e of W trains at strength e/W; 0: full strength from the "
+      "start). Unaugmented early epochs leave the majority-class plateau sooner "
+      "(docs/models.md). Not with --data_service (full strength there).", "data", lower=0)
   data_service: str | None = setting(
       None, "grpc://HOST:PORT of a tf.data service dispatcher (tools/data_service.py): the "
       "training input's reading, shuffling and augmentation run on its workers "

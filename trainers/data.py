@@ -116,13 +116,13 @@ def preprocess_images(images: tf.Tensor, image_size: int = NATIVE_SIZE,
   return images
 
 
-def _uniform(seed: tf.Tensor, batch: tf.Tensor, limit: float) -> tf.Tensor:
+def _uniform(seed: tf.Tensor, batch: tf.Tensor, limit: float | tf.Tensor) -> tf.Tensor:
   """Per-image values uniform in [-limit, limit], stateless (same seed, same values)."""
   return tf.random.stateless_uniform([batch], seed=seed, minval=-limit, maxval=limit)
 
 
 def affine_transforms(seed: tf.Tensor, batch: tf.Tensor, height: int, width: int,
-                      strength: float) -> tf.Tensor:
+                      strength: float | tf.Tensor) -> tf.Tensor:
   """(batch, 8) projective transforms: flip, rotation, zoom and shift composed in one.
 
   One resampling per image instead of one per op (as separate Keras layers do),
@@ -146,7 +146,7 @@ def affine_transforms(seed: tf.Tensor, batch: tf.Tensor, height: int, width: int
   return tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
 
 
-def jitter_intensity(images: tf.Tensor, seed: tf.Tensor, strength: float) -> tf.Tensor:
+def jitter_intensity(images: tf.Tensor, seed: tf.Tensor, strength: float | tf.Tensor) -> tf.Tensor:
   """Per-image brightness shift and contrast scaling about the image mean, clipped to [0, 1]."""
   batch = tf.shape(images)[0]
   seeds = tf.random.experimental.stateless_split(seed, num=2)
@@ -157,7 +157,7 @@ def jitter_intensity(images: tf.Tensor, seed: tf.Tensor, strength: float) -> tf.
 
 
 def augment_batch(images: tf.Tensor, seed: tf.Tensor | None = None,
-                  strength: float = 1.0) -> tf.Tensor:
+                  strength: float | tf.Tensor | tf.Variable = 1.0) -> tf.Tensor:
   """Random flip, rotation, shift, zoom, brightness and contrast of a float batch (B, H, W, C).
 
   Vectorised over the batch (one projective transform op, one intensity op),
@@ -165,10 +165,18 @@ def augment_batch(images: tf.Tensor, seed: tf.Tensor | None = None,
   range (0 returns the images unchanged; flips happen for any strength > 0).
   A `seed` (shape [2] integers) makes it deterministic via stateless ops; without
   one a fresh seed is drawn. A random pad-and-crop is not added: it is an
-  integer shift, which the transform's +-10% shift already covers.
+  integer shift, which the transform's +-10% shift already covers. `strength`
+  may be a tensor or variable (read per batch: --augment_warmup_epochs ramps it).
   """
-  if strength <= 0:
-    return images
+  if isinstance(strength, int | float):
+    if strength <= 0:
+      return images
+    return _augment(images, seed, float(strength))
+  strength = tf.cast(tf.convert_to_tensor(strength), tf.float32)
+  return tf.cond(strength > 0, lambda: _augment(images, seed, strength), lambda: images)
+
+
+def _augment(images: tf.Tensor, seed: tf.Tensor | None, strength: float | tf.Tensor) -> tf.Tensor:
   if seed is None:
     seed = tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int32)
   geometry_seed, intensity_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
@@ -219,7 +227,7 @@ def make_dataset(
     channels: int = 1,
     seed: int = 0,
     deterministic: bool = False,
-    augment_strength: float = 1.0,
+    augment_strength: float | tf.Variable = 1.0,
     cache: bool = True,
     input_context: tf.distribute.InputContext | None = None,
     with_ids: bool = False,
@@ -244,6 +252,8 @@ def make_dataset(
     dataset = resolve_dataset(dataset, data_dir)
   if data_service and not training:
     raise ValueError("data_service is for the training input only")
+  if data_service and isinstance(augment_strength, tf.Variable):
+    raise ValueError("the tf.data service cannot read a variable augment_strength")
   if data_service:
     # Every service worker runs this same pipeline: with a fixed seed they would all
     # send the same batches in the same order.
@@ -273,7 +283,9 @@ def make_dataset(
   def prepare(images: tf.Tensor, *rest: tf.Tensor) -> tuple[tf.Tensor, ...]:
     return (preprocess_images(images, image_size, channels), *rest)
 
-  if training and augment_strength > 0:
+  # A variable (--augment_warmup_epochs) is read per batch; it may be 0 for now.
+  augments = isinstance(augment_strength, tf.Variable) or augment_strength > 0
+  if training and augments:
     # One seed per batch, from a seeded stream that differs per epoch (runs
     # repeat exactly, epochs do not) and per input pipeline (replicas do not
     # share augmentations).

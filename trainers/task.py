@@ -102,18 +102,60 @@ def one_hot(num_classes: int, weights: np.ndarray | None = None) -> Any:
   return convert
 
 
+class AugmentWarmup(keras.callbacks.Callback):
+  """--augment_warmup_epochs: sets the training input's strength at each epoch's start.
+
+  By epoch number, so a resumed run (BackupAndRestore) trains each epoch at the
+  strength of an uninterrupted one.
+  """
+
+  def __init__(self, variable: tf.Variable, strength: float, warmup_epochs: int) -> None:
+    super().__init__()
+    self.variable, self.strength, self.warmup_epochs = variable, strength, warmup_epochs
+
+  def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+    self.variable.assign(warmup_strength(self.strength, self.warmup_epochs, epoch))
+
+
+def warmup_strength(strength: float, warmup_epochs: int, epoch: int) -> float:
+  """Epoch `epoch`'s augmentation strength: strength * epoch / warmup_epochs, at most strength."""
+  return strength if warmup_epochs <= 0 else strength * min(1.0, epoch / warmup_epochs)
+
+
+def augment_strength(config: TrainConfig) -> float | tf.Variable:
+  """The training input's strength: a variable that AugmentWarmup ramps, or a fixed number
+  (no warmup, no augmentation, or the tf.data service, whose workers cannot read it)."""
+  if not (config.augment_warmup_epochs and config.augment_strength):
+    return config.augment_strength
+  if config.data_service:
+    logging.warning("--augment_warmup_epochs does not apply with --data_service: the "
+                    "service's workers augment at --augment_strength from the start.")
+    return config.augment_strength
+  with tf.device("/cpu:0"):  # the host pipeline reads it
+    return tf.Variable(0.0, trainable=False, dtype=tf.float32, name="augment_strength")
+
+
+def augment_callbacks(config: TrainConfig, strength: float | tf.Variable) -> list[Any]:
+  """The callback that ramps a variable `strength` (none for a fixed one)."""
+  if not isinstance(strength, tf.Variable):
+    return []
+  return [AugmentWarmup(strength, config.augment_strength, config.augment_warmup_epochs)]
+
+
 def train_input(strategy: tf.distribute.Strategy, config: TrainConfig, info: DataInfo,
-                weights: np.ndarray | None) -> Any:
+                weights: np.ndarray | None, strength: float | tf.Variable | None = None) -> Any:
   """The repeated training input, one pipeline per worker with per-replica batches.
 
   One-hot labels (for label smoothing) and class weights are mapped in before
   distribution; repeated, so that steps_per_epoch (--max_steps_per_epoch)
-  never runs a pass dry mid-epoch.
+  never runs a pass dry mid-epoch. `strength`: from `augment_strength` (default:
+  --augment_strength, fixed).
   """
   return data.distributed_dataset(
       strategy, "train", global_batch_size=config.batch_size, training=True,
-      augment_strength=config.augment_strength, map_fn=one_hot(info.num_classes, weights),
-      repeat=True, data_service=config.data_service, **info.pipeline)
+      augment_strength=config.augment_strength if strength is None else strength,
+      map_fn=one_hot(info.num_classes, weights), repeat=True,
+      data_service=config.data_service, **info.pipeline)
 
 
 def validation_input(config: TrainConfig, info: DataInfo) -> tf.data.Dataset:
@@ -123,9 +165,11 @@ def validation_input(config: TrainConfig, info: DataInfo) -> tf.data.Dataset:
 
 
 def build_inputs(strategy: tf.distribute.Strategy, config: TrainConfig, info: DataInfo,
-                 weights: np.ndarray | None) -> tuple[Any, tf.data.Dataset]:
-  """(distributed training input, validation input)."""
-  return train_input(strategy, config, info, weights), validation_input(config, info)
+                 weights: np.ndarray | None) -> tuple[Any, tf.data.Dataset, list[Any]]:
+  """(distributed training input, validation input, the callbacks the input needs)."""
+  strength = augment_strength(config)
+  return (train_input(strategy, config, info, weights, strength),
+          validation_input(config, info), augment_callbacks(config, strength))
 
 
 def label_counts(dataset: str, data_dir: str | None, num_classes: int) -> np.ndarray:

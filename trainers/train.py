@@ -83,11 +83,12 @@ def run(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = ())
                "%d replica(s)) into %s.", config.model, dataset, info.train_examples,
                info.steps_per_epoch, config.batch_size, replicas, model_dir)
 
-  train_ds, val_ds = task.build_inputs(strategy, config, info, task.class_weights(config, info))
+  train_ds, val_ds, input_callbacks = task.build_inputs(strategy, config, info,
+                                                        task.class_weights(config, info))
   chief = strategy_lib.is_chief(strategy)
   verbose = (1 if sys.stdout.isatty() else 2) if chief else 0
   with _write_dir(strategy, model_dir) as write_dir:
-    fit_callbacks = training_callbacks(write_dir, best[0], callbacks)
+    fit_callbacks = training_callbacks(write_dir, best[0], [*input_callbacks, *callbacks])
     if config.strategy in strategy_lib.CUSTOM_LOOP:
       custom_loop.fit(model, strategy, train_ds, val_ds, epochs=config.epochs,
                       steps_per_epoch=info.steps_per_epoch, initial_epoch=initial_epoch,

@@ -45,16 +45,20 @@ class Pipelines:
     self.num_classes = self.info.num_classes
     self.steps_per_epoch = self.info.steps_per_epoch
     self.class_weights = task.class_weights(config, self.info)
-    self._train: dict[float, Any] = {}
+    self._train: dict[float, tuple[Any, list[Any]]] = {}
     self._validation: tf.data.Dataset | None = None
     self.builds: list[str] = []  # what was built, in order (tests, logs)
 
-  def train(self, augment_strength: float) -> Any:
-    """The repeated, distributed training input at `augment_strength` (built on first use)."""
+  def train(self, augment_strength: float) -> tuple[Any, list[Any]]:
+    """The repeated, distributed training input at `augment_strength` (built on first use)
+    and the callbacks it needs (--augment_warmup_epochs: each trial ramps it from epoch 0)."""
     key = float(augment_strength)
     if key not in self._train:
       config = dataclasses.replace(self.config, augment_strength=key)
-      self._train[key] = task.train_input(self.strategy, config, self.info, self.class_weights)
+      strength = task.augment_strength(config)
+      self._train[key] = (
+          task.train_input(self.strategy, config, self.info, self.class_weights, strength),
+          task.augment_callbacks(config, strength))
       self.builds.append(f"train@{key:g}")
     return self._train[key]
 
@@ -129,14 +133,15 @@ class FerHyperModel(kt.HyperModel):
     assert self.pipelines is not None
     config = self.trial_config(hp)
     timer = _EpochTimer()
+    train, input_callbacks = self.pipelines.train(config.augment_strength)
     start = time.perf_counter()
     history = model.fit(
-        self.pipelines.train(config.augment_strength),
+        train,
         epochs=kwargs.get("epochs", config.epochs),
         initial_epoch=kwargs.get("initial_epoch", 0),
         steps_per_epoch=self.pipelines.steps_per_epoch,
         validation_data=self.pipelines.validation(),
-        callbacks=[*kwargs.get("callbacks", []), timer],
+        callbacks=[*input_callbacks, *kwargs.get("callbacks", []), timer],
         verbose=kwargs.get("verbose", 2),
         shuffle=False,  # make_dataset shuffles
     )

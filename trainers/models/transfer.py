@@ -14,6 +14,7 @@ import keras
 from keras import layers
 
 from trainers.models.common import (
+    BN_MOMENTUM,
     NUM_CLASSES,
     WeightsArg,
     check_bool,
@@ -68,6 +69,14 @@ def _transfer_model(
       **backbone_kwargs,
   )
   base.trainable = not freeze_backbone
+  if not freeze_backbone:
+    # keras.applications' batch norm momentum (MobileNetV2 0.999, ResNet50 0.99) needs
+    # thousands of steps before the moving statistics that evaluation uses describe the
+    # trained weights: MobileNetV2 from scratch then validated on the majority class for 3
+    # FER2013 epochs while it trained. The project's BN_MOMENTUM instead (docs/models.md).
+    for layer in base.layers:
+      if isinstance(layer, layers.BatchNormalization):
+        layer.momentum = BN_MOMENTUM
   x = preprocess(inputs)
   x = base(x, training=False) if freeze_backbone else base(x)
   x = layers.GlobalAveragePooling2D(name="pool")(x)
