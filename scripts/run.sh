@@ -24,7 +24,10 @@ for arg in "$@"; do
 done
 
 found=""
-for dir in "${FER2013_DIR:-}" "$ROOT/../shared/data/fer2013" "$HOME/tensorflow_datasets/downloads/manual"; do
+# FER2013_DIR=none: do not look for a download (train on what is built, else synthetic faces).
+search=("${FER2013_DIR:-}" "$ROOT/../shared/data/fer2013" "$HOME/tensorflow_datasets/downloads/manual")
+[ "${FER2013_DIR:-}" = "none" ] && search=()
+for dir in "${search[@]}"; do
   if [ -n "$dir" ] && [ -d "$dir" ] && [ -n "$(ls -A "$dir")" ]; then
     echo "== building fer2013 from $dir (skipped when already built)" >&2
     tfds build fer2013 --imports fer_tfds --manual_dir "$dir" ${DATA_DIR:+--data_dir "$DATA_DIR"}

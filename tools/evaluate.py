@@ -16,6 +16,13 @@ The split is `validation` (PublicTest) unless `--split` says otherwise; `test`
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":  # before anything loads TensorFlow (trainers/console.py)
+  from trainers import console
+
+  console.start(sys.argv)
+
 import os
 import time
 from typing import Any

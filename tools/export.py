@@ -21,6 +21,13 @@ Measure what quantization costs with `python -m tools.evaluate --model=OUT`.
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":  # before anything loads TensorFlow (trainers/console.py)
+  from trainers import console
+
+  console.start(sys.argv)
+
 import functools
 import os
 import shutil

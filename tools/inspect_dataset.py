@@ -12,6 +12,13 @@ its count in that split.
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":  # before anything loads TensorFlow (trainers/console.py)
+  from trainers import console
+
+  console.start(sys.argv)
+
 import os
 from typing import Any
 

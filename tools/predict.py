@@ -19,11 +19,17 @@ used, 0 otherwise.
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":  # before anything loads TensorFlow (trainers/console.py)
+  from trainers import console
+
+  console.start(sys.argv)
+
 import dataclasses
 import functools
 import json
 import os
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any

@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 
 from absl import app, flags
 
+from trainers import console
+
 EXIT_USAGE = 2  # bad flags or bad input
 EXIT_FAILED = 1  # the command ran and failed (a sweep stopped by failing trials, ...)
 HELP_FLAGS = ("--help", "-help", "--helpshort", "-helpshort", "-?", "-h")
@@ -111,15 +113,19 @@ def parse_flags(argv: Sequence[str], positional: bool = False) -> list[str]:
 
 
 def run(main: Callable[[list[str]], int | None], positional: bool = False) -> None:
-  """`app.run(main)` (absl logging, exit code) where a UsageError from `main` exits 2."""
+  """`app.run(main)` (absl logging, exit code) where a UsageError from `main` exits 2, on the
+  quiet console (trainers/console.py) unless --verbosity is given."""
 
   def guarded(argv: list[str]) -> int | None:
+    console.quiet_libraries()
     try:
       return main(argv)
     except UsageError as e:
       fail(str(e))
     return EXIT_USAGE  # not reached: fail exits
 
+  if not any(arg in HELP_FLAGS for arg in sys.argv[1:]):
+    console.start(sys.argv)  # the quiet console unless --verbosity; before TensorFlow loads
   app.run(guarded, flags_parser=lambda argv: parse_flags(argv, positional))
 
 

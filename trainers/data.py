@@ -19,6 +19,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 import fer_tfds  # noqa: F401  (registers fer2013 and fer2013_synthetic with TFDS)
+from trainers import console
 
 REAL_DATASET = "fer2013"
 SYNTHETIC_DATASET = "fer2013_synthetic"
@@ -54,15 +55,14 @@ def resolve_dataset(name: str | None, data_dir: str | None) -> str:
   if name not in AUTO_NAMES:
     return name
   if tfds.builder(REAL_DATASET, data_dir=data_dir).is_prepared():
-    logging.info("Using the real FER2013 dataset (%s) from %s.", REAL_DATASET,
-                 data_dir or "the default TFDS data dir")
+    console.say(f"Data: the real FER2013 ({REAL_DATASET}) from "
+                f"{data_dir or 'the default TFDS data dir (~/tensorflow_datasets)'}.")
     return REAL_DATASET
-  logging.warning(
-      "FER2013 is not prepared in %s, so the data is SYNTHETIC: %s, procedurally drawn "
-      "cartoon faces, not FER2013; its accuracy says nothing about real faces. To use the "
-      "real data, download FER2013 into a directory DIR and run:\n  %s",
-      data_dir or "the default TFDS data dir", SYNTHETIC_DATASET, build_command(data_dir),
-  )
+  console.say(
+      f"FER2013 is not prepared in {data_dir or 'the default TFDS data dir'}, so the data is "
+      f"SYNTHETIC: {SYNTHETIC_DATASET}, procedurally drawn cartoon faces, not FER2013; its "
+      "accuracy says nothing about real faces. To use the real data, download FER2013 into a "
+      f"directory DIR and run:\n  {build_command(data_dir)}", warning=True)
   builder = tfds.builder(SYNTHETIC_DATASET, data_dir=data_dir)
   if not builder.is_prepared():
     builder.download_and_prepare()

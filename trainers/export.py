@@ -92,3 +92,23 @@ def predict_split(model: keras.Model, split: str, batch_size: int,
     return np.zeros(0, np.int64), np.zeros((0, model.output_shape[-1]), np.float32)
   return np.concatenate(labels), np.concatenate(probabilities)
 
+
+def summary(config: TrainConfig, result: dict[str, Any], seconds: float) -> str:
+  """The console's last lines: the score, the best epoch, where things are, what to run next."""
+  model_dir = config.model_dir
+  history = report.read_history(os.path.join(model_dir, run_dir.HISTORY))
+  scores = history.get("val_accuracy", [])
+  best = f"best epoch {int(np.argmax(scores)) + 1} of {len(scores)}" if scores else "no epochs"
+  final = os.path.join(model_dir, run_dir.FINAL)
+  minutes, secs = divmod(round(seconds), 60)
+  return "\n".join([
+      f"Done in {minutes} min {secs:02d} s: {result['split']} accuracy "
+      f"{100 * result['accuracy']:.1f}% (macro F1 {100 * result['macro_avg']['f1']:.1f}%), "
+      f"{best}.",
+      f"  model:  {final} (and {os.path.join(model_dir, run_dir.SAVED_MODEL)}/)",
+      f"  report: {os.path.join(model_dir, run_dir.report_name(result['split']))}, "
+      f"{run_dir.confusion_name(result['split'])}, {run_dir.CURVES}",
+      f"  next:   python -m tools.predict PHOTO.jpg --model={final}",
+      f"          python -m tools.export --model={final} --format=tflite",
+      f"          tensorboard --logdir={os.path.join(model_dir, run_dir.LOGS)}",
+  ])

@@ -12,6 +12,13 @@ TrainConfig, where each default and help text is written once.
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":  # before anything loads TensorFlow (trainers/console.py)
+  from trainers import console
+
+  console.start(sys.argv)
+
 import functools
 from collections.abc import Sequence
 from typing import Any

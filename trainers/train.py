@@ -18,14 +18,14 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import keras
 import tensorflow as tf
-from absl import logging
 
-from trainers import custom_loop, data, export, run_dir, task
+from trainers import console, custom_loop, data, export, run_dir, task
 from trainers import strategy as strategy_lib
 from trainers.callbacks import training_callbacks
 from trainers.cli import UsageError, one_line
@@ -77,15 +77,19 @@ def run(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = ())
     return epoch
 
   initial_epoch = int(_on_chief(strategy, prepare))
-  if initial_epoch:
-    logging.info("Resuming %s after epoch %d of %d.", model_dir, initial_epoch, config.epochs)
-  logging.info("Training %s on %s (%d train examples, %d steps/epoch, global batch %d, "
-               "%d replica(s)) into %s.", config.model, dataset, info.train_examples,
-               info.steps_per_epoch, config.batch_size, replicas, model_dir)
+  chief = strategy_lib.is_chief(strategy)
+  if chief:
+    if initial_epoch:
+      console.say(f"Resuming {model_dir} after epoch {initial_epoch} of {config.epochs}.")
+    synthetic = " (drawn faces, not FER2013)" if dataset != data.REAL_DATASET else ""
+    console.say(f"Training {config.model} for {config.epochs} epochs on {dataset}{synthetic} in "
+                f"{config.data_dir or '~/tensorflow_datasets'} ({info.train_examples} train "
+                f"examples, {info.steps_per_epoch} steps/epoch, global batch "
+                f"{config.batch_size}, {replicas} replica(s)) into {model_dir}.")
+  started = time.monotonic()
 
   train_ds, val_ds, input_callbacks = task.build_inputs(strategy, config, info,
                                                         task.class_weights(config, info))
-  chief = strategy_lib.is_chief(strategy)
   verbose = (1 if sys.stdout.isatty() else 2) if chief else 0
   with _write_dir(strategy, model_dir) as write_dir:
     fit_callbacks = training_callbacks(write_dir, best[0], [*input_callbacks, *callbacks])
@@ -104,6 +108,7 @@ def run(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = ())
     return RunResult(model_dir, dataset, initial_epoch, {})
   run_dir.dedupe_history(os.path.join(model_dir, run_dir.HISTORY))
   result = export.finish(model, config, info)
+  console.say(export.summary(config, result, time.monotonic() - started))
   custom_loop.barrier(strategy)
   return RunResult(model_dir, dataset, initial_epoch, result)
 

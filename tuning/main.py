@@ -17,9 +17,15 @@ docs/tuning.md is the guide.
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":  # before anything loads TensorFlow (trainers/console.py)
+  from trainers import console
+
+  console.start(sys.argv)
+
 import functools
 import os
-import sys
 from collections.abc import Sequence
 from typing import Any
 
