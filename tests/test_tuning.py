@@ -99,8 +99,10 @@ def test_sweep_writes_results_that_the_trainer_takes(data_dir, tmp_path, monkeyp
   monkeypatch.setattr(data, "make_dataset", spy)
   argv = sweep_args(data_dir, tmp_path, "--max_trials=3")
   assert tuning_main.run(argv, trial_hooks=[count_graphs]) == 0
-  # One pipeline per split for the whole sweep, and never the test split.
-  assert sorted(splits) == ["train", "validation"]
+  # One pipeline each for the whole sweep, all on train: carving the objective split (holdout),
+  # the trials' training (the rest) and their objective (the holdout); PublicTest (validation)
+  # and PrivateTest (test) are never read.
+  assert splits == ["train", "train", "train"]
   # No trial's traced graphs outlive it (TensorFlow would keep them: tuners.py).
   assert len(graphs) == 3 and graphs[0] == graphs[1] == graphs[2]
 

@@ -232,6 +232,7 @@ def make_dataset(
     input_context: tf.distribute.InputContext | None = None,
     with_ids: bool = False,
     data_service: str | None = None,
+    example_filter: Callable[[dict[str, tf.Tensor]], tf.Tensor] | None = None,
 ) -> tf.data.Dataset:
   """Batches of (images float32 (B, image_size, image_size, channels), labels int32 (B,)).
 
@@ -244,6 +245,8 @@ def make_dataset(
   slower). Evaluation always keeps the stored order, so predictions line up
   with examples run after run.
   `with_ids` adds the example ids as a third element (tests, error analysis).
+  `example_filter` keeps the stored examples (image, label, id) it is true for,
+  before the cache: a sweep's objective slice of train, or the rest of it.
   `data_service` (grpc://HOST:PORT of a tf.data service dispatcher, training
   only) runs everything up to the augmentation on the service's workers, as an
   endless, unseeded stream: see `_distribute`.
@@ -271,6 +274,8 @@ def make_dataset(
     label = tf.cast(example["label"], tf.int32)
     return (example["image"], label, example["id"]) if with_ids else (example["image"], label)
 
+  if example_filter is not None:
+    ds = ds.filter(example_filter)
   ds = ds.map(select, num_parallel_calls=tf.data.AUTOTUNE)
   if cache:
     ds = ds.cache()

@@ -51,17 +51,23 @@ def data_info(config: TrainConfig, dataset: str) -> DataInfo:
   """Class names, split size and steps per epoch of prepared `dataset` under `config`."""
   info = tfds.builder(dataset, data_dir=config.data_dir).info
   train_examples = info.splits["train"].num_examples
-  steps = train_examples // config.batch_size
-  if steps == 0:
-    raise UsageError(f"--batch_size={config.batch_size} is larger than the train split of "
-                     f"{dataset} ({train_examples} examples)")
-  if config.max_steps_per_epoch:
-    steps = min(steps, config.max_steps_per_epoch)
-  check_steps_per_execution(config.steps_per_execution, steps)
+  steps = steps_per_epoch(config, train_examples, f"the train split of {dataset}")
   spec = models.MODELS[config.model]
   pipeline = dict(dataset=dataset, data_dir=config.data_dir, image_size=spec.image_size,
                   channels=spec.channels, seed=config.seed, deterministic=config.deterministic)
   return DataInfo(dataset, tuple(info.features["label"].names), train_examples, steps, pipeline)
+
+
+def steps_per_epoch(config: TrainConfig, train_examples: int, what: str) -> int:
+  """One pass over `train_examples` in full batches, capped by --max_steps_per_epoch."""
+  steps = train_examples // config.batch_size
+  if steps == 0:
+    raise UsageError(f"--batch_size={config.batch_size} is larger than {what} "
+                     f"({train_examples} examples)")
+  if config.max_steps_per_epoch:
+    steps = min(steps, config.max_steps_per_epoch)
+  check_steps_per_execution(config.steps_per_execution, steps)
+  return steps
 
 
 def check_steps_per_execution(steps_per_execution: int, steps_per_epoch: int) -> None:

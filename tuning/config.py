@@ -27,7 +27,10 @@ from trainers.config import setting
 from tuning import search_space
 
 TUNERS = ("hyperband", "bayesian", "random")
-OBJECTIVE = "val_accuracy"  # on the validation split (PublicTest); test is never read
+# Keras's name for the accuracy on fit's validation data: the sweep's objective split (a
+# holdout slice of train by default, or PublicTest); PrivateTest is never read.
+OBJECTIVE = "val_accuracy"
+OBJECTIVE_SPLITS = ("holdout", "validation")
 # One trial runs in one process; several processes are tuning.launch's job.
 TRIAL_STRATEGIES = ("default", "one_device", "mirrored")
 # Trainer flags a sweep refuses: where a run's files go, or a fixed starting point.
@@ -70,6 +73,14 @@ class SweepSettings:
   oracle_timeout: float = setting(
       300.0, "Distributed sweeps: seconds a worker waits for the chief oracle (at start and "
       "per request) before failing with an error.", "sweep", lower=0.1)
+  objective_split: str = setting(
+      "holdout", "Where trials are scored: holdout (a stratified slice of the train split, "
+      "--holdout_fraction, fixed seed, kept out of the trials' training, so PublicTest stays "
+      "an unbiased comparison of the tuned model) or validation (PublicTest itself).",
+      "sweep", choices=OBJECTIVE_SPLITS)
+  holdout_fraction: float = setting(
+      0.1, "With --objective_split=holdout: the share of each class of the train split that "
+      "scores the trials.", "sweep", lower=0.01, upper=0.5)
   space: search_space.SearchSpace = setting(None, "", "sweep", flag="")
   train: trainer_config.TrainConfig = setting(None, "", "sweep", flag="")
 
@@ -149,6 +160,8 @@ def settings_from_flags(values: flags.FlagValues = flags.FLAGS) -> SweepSettings
       max_retries_per_trial=values.max_retries_per_trial,
       max_consecutive_failed_trials=values.max_consecutive_failed_trials,
       oracle_timeout=values.oracle_timeout,
+      objective_split=values.objective_split,
+      holdout_fraction=values.holdout_fraction,
       space=space,
       train=config,
   )

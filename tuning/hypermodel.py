@@ -25,7 +25,7 @@ import keras_tuner as kt
 import numpy as np
 import tensorflow as tf
 
-from trainers import models, task
+from trainers import data, models, task
 from trainers.config import TrainConfig
 from tuning import search_space
 from tuning.config import OBJECTIVE, SweepSettings
@@ -35,13 +35,23 @@ class Pipelines:
   """The training and validation inputs of one process, built once and shared by every trial.
 
   Training pipelines are keyed by augmentation strength (one unless it is
-  searched); validation is PublicTest. The test split is never built.
+  searched). What trials are scored on ("validation", fit's validation data)
+  is the `holdout` slice of train (tuning/holdout.py), which the training
+  pipelines then leave out, or PublicTest without one. The test split is never
+  built.
   """
 
   def __init__(self, config: TrainConfig, strategy: tf.distribute.Strategy,
-               dataset: str) -> None:
-    self.config, self.strategy, self.dataset = config, strategy, dataset
-    self.info = task.data_info(config, dataset)
+               dataset: str, holdout: Any = None) -> None:
+    self.config, self.strategy, self.dataset, self.holdout = config, strategy, dataset, holdout
+    info = task.data_info(config, dataset)
+    if holdout is not None:
+      rest = info.train_examples - len(holdout.ids)
+      info = dataclasses.replace(
+          info, train_examples=rest,
+          steps_per_epoch=task.steps_per_epoch(config, rest, "the train split less the holdout"),
+          pipeline={**info.pipeline, "example_filter": holdout.predicate(inside=False)})
+    self.info = info
     self.num_classes = self.info.num_classes
     self.steps_per_epoch = self.info.steps_per_epoch
     self.class_weights = task.class_weights(config, self.info)
@@ -63,10 +73,22 @@ class Pipelines:
     return self._train[key]
 
   def validation(self) -> tf.data.Dataset:
-    """PublicTest, unaugmented, one-hot (built on first use)."""
+    """What trials are scored on, unaugmented, one-hot (built on first use): the holdout
+    slice of train, or PublicTest."""
     if self._validation is None:
-      self._validation = task.validation_input(self.config, self.info)
-      self.builds.append("validation")
+      if self.holdout is None:
+        self._validation = task.validation_input(self.config, self.info)
+        self.builds.append("validation")
+      else:
+        pipeline = {**self.info.pipeline, "example_filter": self.holdout.predicate(inside=True)}
+        batches = -(-len(self.holdout.ids) // self.config.batch_size)
+        # Filtered, the size is unknown to tf.data; stated (and checked), Keras evaluates it
+        # without "ran out of data" warnings.
+        self._validation = data.make_dataset(
+            "train", batch_size=self.config.batch_size, training=False, **pipeline,
+        ).map(task.one_hot(self.num_classes)).apply(
+            tf.data.experimental.assert_cardinality(batches))
+        self.builds.append("holdout")
     return self._validation
 
 

@@ -238,7 +238,7 @@ def launch() -> int:
     distributed.check_port_free(ip, port)
     # The launcher replaces (--overwrite) or checks the sweep once, before any process starts,
     # so that no worker ever sees a half-deleted directory.
-    tuning_main.prepare_project(settings, tuning_main.resolve_dataset(settings))
+    tuning_main.prepare_sweep(settings)
   log_dir = os.path.join(settings.project_dir, LOGS)
   os.makedirs(log_dir, exist_ok=True)
   oracle_env = {distributed.ORACLE_IP: ip, distributed.ORACLE_PORT: str(port)}

@@ -59,11 +59,10 @@ def run_sweep(settings: SweepSettings, callbacks: Sequence[Any] = (),
     return _run_worker(settings, callbacks, trial_hooks)
   if role == distributed.CHIEF:
     distributed.check_port_free(*distributed.address())  # before anything else starts
-  dataset = resolve_dataset(settings)
-  prepare_project(settings, dataset)
+  dataset, holdout = prepare_sweep(settings)
   if role == distributed.CHIEF:
     return _run_chief(settings)
-  return _run_single(settings, dataset, callbacks, trial_hooks)
+  return _run_single(settings, dataset, holdout, callbacks, trial_hooks)
 
 
 def resolve_dataset(settings: SweepSettings) -> str:
@@ -71,6 +70,26 @@ def resolve_dataset(settings: SweepSettings) -> str:
   from trainers import task  # TensorFlow starts here, after the flags are known good
 
   return task.resolve_dataset(settings.train.dataset, settings.train.data_dir)
+
+
+def prepare_sweep(settings: SweepSettings) -> tuple[str, Any]:
+  """(dataset, holdout): resolved and carved, and the sweep directory prepared with them."""
+  dataset = resolve_dataset(settings)
+  holdout = carve_holdout(settings, dataset)
+  prepare_project(settings, dataset, holdout)
+  return dataset, holdout
+
+
+def carve_holdout(settings: SweepSettings, dataset: str) -> Any:
+  """The objective split of --objective_split=holdout (tuning/holdout.py), else None."""
+  if settings.objective_split != "holdout":
+    return None
+  from trainers import task
+  from tuning import holdout
+
+  info = task.data_info(settings.train, dataset)
+  return holdout.carve(dataset, settings.train.data_dir, settings.holdout_fraction,
+                       info.num_classes)
 
 
 SWEEP = run_dir.Kind(config_file=results.SWEEP_CONFIG, noun="sweep", holds_no="sweep",
@@ -83,7 +102,7 @@ RESUMABLE = frozenset({
 })
 
 
-def prepare_project(settings: SweepSettings, dataset: str) -> None:
+def prepare_project(settings: SweepSettings, dataset: str, holdout: Any = None) -> None:
   """Creates the sweep directory, or accepts it for resuming; never clobbers silently.
 
   Refused without --overwrite: a sweep with other settings (model, space,
@@ -92,7 +111,8 @@ def prepare_project(settings: SweepSettings, dataset: str) -> None:
   The launcher's logs may be there first (a worker machine on a shared file
   system); a sweep started before sweep_config.json existed has oracle.json.
   """
-  record = {**tuning_config.sweep_record(settings), "dataset": dataset}
+  record = {**tuning_config.sweep_record(settings), "dataset": dataset,
+            "holdout": holdout.record() if holdout is not None else None}
   run_dir.prepare(settings.project_dir, settings.project_dir, SWEEP, record, settings.overwrite,
                   sweep_changes,
                   accept=lambda d: os.path.exists(os.path.join(d, "oracle.json")))
@@ -110,13 +130,13 @@ def sweep_changes(previous: dict[str, Any], record: dict[str, Any]) -> list[str]
   return run_dir.differences(comparable(previous), comparable(record))
 
 
-def _training_setup(settings: SweepSettings, dataset: str) -> tuple[Any, Any]:
+def _training_setup(settings: SweepSettings, dataset: str, holdout: Any) -> tuple[Any, Any]:
   """(strategy, Pipelines): what a training process needs, made once."""
   from trainers import train
   from tuning.hypermodel import Pipelines
 
   strategy = train.start(settings.train)
-  return strategy, Pipelines(settings.train, strategy, dataset)
+  return strategy, Pipelines(settings.train, strategy, dataset, holdout)
 
 
 def _search(tuner: Any, settings: SweepSettings, callbacks: Sequence[Any]) -> None:
@@ -136,12 +156,12 @@ def _search(tuner: Any, settings: SweepSettings, callbacks: Sequence[Any]) -> No
                       f"{_last_line(str(e))}") from None
 
 
-def _run_single(settings: SweepSettings, dataset: str, callbacks: Sequence[Any],
+def _run_single(settings: SweepSettings, dataset: str, holdout: Any, callbacks: Sequence[Any],
                 trial_hooks: Sequence[Any]) -> dict[str, Any]:
   from tuning.hypermodel import FerHyperModel
   from tuning.tuners import make_tuner
 
-  strategy, pipelines = _training_setup(settings, dataset)
+  strategy, pipelines = _training_setup(settings, dataset, holdout)
   hypermodel = FerHyperModel(settings, pipelines, strategy)
 
   def write(tuner: Any, trial: Any, info: dict[str, Any]) -> None:
@@ -188,7 +208,7 @@ def _run_worker(settings: SweepSettings, callbacks: Sequence[Any],
   distributed.wait_for_chief(ip, port, settings.oracle_timeout)
   distributed.set_request_timeout(settings.oracle_timeout)
   dataset = resolve_dataset(settings)
-  strategy, pipelines = _training_setup(settings, dataset)
+  strategy, pipelines = _training_setup(settings, dataset, carve_holdout(settings, dataset))
   try:
     tuner = make_tuner(settings, FerHyperModel(settings, pipelines, strategy), strategy,
                        trial_hooks)
