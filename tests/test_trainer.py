@@ -225,6 +225,14 @@ def test_interrupted_run_resumes_and_refuses_other_settings(data_dir, tmp_path, 
   assert seen == [2]
   assert history_epochs(model_dir) == [0, 1, 2]
   assert (model_dir / run_dir.FINISHED).is_file()
+  # Epoch times are in history.csv and the training time adds up over the resume; the
+  # time to accuracy in finished.json is computed from them.
+  history = report.read_history(str(model_dir / run_dir.HISTORY))
+  seconds, totals = history["epoch_seconds"], history["train_seconds"]
+  assert len(seconds) == 3 and min(seconds) > 0
+  assert totals == pytest.approx(np.cumsum(seconds).tolist(), rel=1e-6)
+  finished = json.loads((model_dir / run_dir.FINISHED).read_text())
+  assert finished["time_to_accuracy"] == report.time_to_accuracy(history)
 
 
 def test_killed_while_exporting_finishes_without_retraining(data_dir, tmp_path, monkeypatch):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,13 +31,36 @@ class PruneCheckpoints(keras.callbacks.Callback):
       os.remove(path)
 
 
+class EpochTimes(keras.callbacks.Callback):
+  """Adds the epoch's wall time (`epoch_seconds`, validation included) and the training time
+  so far (`train_seconds`, summed over resumes) to the epoch's logs, so that history.csv
+  records them: time to accuracy is read from there (report.time_to_accuracy)."""
+
+  def __init__(self, trained_seconds: float = 0.0) -> None:
+    super().__init__()
+    self.trained_seconds = trained_seconds
+    self._start = time.monotonic()
+
+  def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+    self._start = time.monotonic()
+
+  def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+    seconds = time.monotonic() - self._start
+    self.trained_seconds += seconds
+    if logs is not None:  # the dict the later callbacks (CSVLogger) receive
+      logs["epoch_seconds"] = seconds
+      logs["train_seconds"] = self.trained_seconds
+
+
 def training_callbacks(model_dir: str, best_so_far: float | None,
-                       extra: Sequence[keras.callbacks.Callback]) -> list[keras.callbacks.Callback]:
-  """Order matters at epoch end: best.keras and history.csv are written before the backup,
-  so a kill in between re-runs that epoch (its history row is trimmed on resume)
-  instead of losing it."""
+                       extra: Sequence[keras.callbacks.Callback],
+                       trained_seconds: float = 0.0) -> list[keras.callbacks.Callback]:
+  """Order matters at epoch end: the epoch times go into the logs first; best.keras and
+  history.csv are written before the backup, so a kill in between re-runs that epoch
+  (its history row is trimmed on resume) instead of losing it."""
   checkpoints = os.path.join(model_dir, run_dir.CHECKPOINTS)
   return [
+      EpochTimes(trained_seconds),
       keras.callbacks.TensorBoard(log_dir=os.path.join(model_dir, run_dir.LOGS)),
       keras.callbacks.ModelCheckpoint(
           os.path.join(checkpoints, "epoch_{epoch:03d}.weights.h5"), save_weights_only=True),

@@ -55,6 +55,7 @@ def finish(model: keras.Model, config: TrainConfig, info: DataInfo) -> dict[str,
       "eval_split": split,
       "eval_accuracy": result["accuracy"],
       "validation_accuracy": reports["validation"]["accuracy"],
+      "time_to_accuracy": report.time_to_accuracy(history),
   })
   shutil.rmtree(os.path.join(model_dir, run_dir.BACKUP), ignore_errors=True)
   return result

@@ -103,6 +103,25 @@ def read_history(csv_path: str) -> dict[str, list[float]]:
           for key in (rows[0].keys() if rows else [])}
 
 
+TIME_TO_ACCURACY = (0.50, 0.55, 0.60, 0.65, 0.66, 0.67, 0.68, 0.69, 0.70)
+
+
+def time_to_accuracy(history: dict[str, list[float]],
+                     thresholds: Sequence[float] = TIME_TO_ACCURACY) -> dict[str, Any]:
+  """Training seconds until validation accuracy first reached each threshold (None: never),
+  from history.csv's val_accuracy and train_seconds, and the training time in all."""
+  scores = history.get("val_accuracy", [])
+  seconds = history.get("train_seconds", [])
+  if len(seconds) != len(scores):  # a run from before the column existed
+    seconds = []
+  reached = {}
+  for threshold in thresholds:
+    first = next((t for score, t in zip(scores, seconds, strict=False) if score >= threshold),
+                 None)
+    reached[f"{threshold:.2f}"] = first
+  return {"val_accuracy": reached, "train_seconds": seconds[-1] if seconds else None}
+
+
 def plot_history(history: dict[str, list[float]], path: str, title: str) -> None:
   """Accuracy and loss per epoch, train and validation, side by side."""
   figure = Figure(figsize=(11, 4.5), dpi=100)

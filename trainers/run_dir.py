@@ -168,6 +168,15 @@ def trim_history(csv_path: str, initial_epoch: int) -> float | None:
   return max(scores) if scores else None
 
 
+def trained_seconds(csv_path: str) -> float:
+  """The training time recorded so far (the last row's train_seconds; 0 without one)."""
+  if not os.path.exists(csv_path):
+    return 0.0
+  with open(csv_path, newline="", encoding="utf-8") as f:
+    rows = [row for row in csv.DictReader(f) if row.get("train_seconds")]
+  return max((float(row["train_seconds"]) for row in rows), default=0.0)
+
+
 def dedupe_history(csv_path: str) -> None:
   """One row per epoch (the last written), in epoch order, whatever a crash left behind."""
   if not os.path.exists(csv_path):

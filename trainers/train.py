@@ -69,11 +69,14 @@ def run(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = ())
   }
   model_dir = config.model_dir
   best: list[float | None] = [None]
+  trained = [0.0]  # seconds of training before a resume
 
   def prepare() -> int:
     run_dir.prepare_model_dir(model_dir, record, config.overwrite)
     epoch = run_dir.restored_epoch(os.path.join(model_dir, run_dir.BACKUP))
-    best[0] = run_dir.trim_history(os.path.join(model_dir, run_dir.HISTORY), epoch)
+    history = os.path.join(model_dir, run_dir.HISTORY)
+    best[0] = run_dir.trim_history(history, epoch)
+    trained[0] = run_dir.trained_seconds(history)
     return epoch
 
   initial_epoch = int(_on_chief(strategy, prepare))
@@ -92,7 +95,8 @@ def run(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = ())
                                                         task.class_weights(config, info))
   verbose = (1 if sys.stdout.isatty() else 2) if chief else 0
   with _write_dir(strategy, model_dir) as write_dir:
-    fit_callbacks = training_callbacks(write_dir, best[0], [*input_callbacks, *callbacks])
+    fit_callbacks = training_callbacks(write_dir, best[0], [*input_callbacks, *callbacks],
+                                       trained[0])
     if config.strategy in strategy_lib.CUSTOM_LOOP:
       custom_loop.fit(model, strategy, train_ds, val_ds, epochs=config.epochs,
                       steps_per_epoch=info.steps_per_epoch, initial_epoch=initial_epoch,
