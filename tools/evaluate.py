@@ -46,6 +46,10 @@ def define_flags() -> None:
   cli.define_dataset_flags()
   flags.DEFINE_integer("batch_size", 256, "Images per model call.", lower_bound=1)
   flags.DEFINE_string("out", None, "Write the full report here as JSON.")
+  flags.DEFINE_enum("tta", "none", ("none", "flip", "flip_shift"),
+                    "Test-time augmentation (trainers/tta.py): the mean over the face and its "
+                    "mirror image (flip, 2 passes), also shifted 2 pixels left and right "
+                    "(flip_shift, 6 passes), or none.")
   flags.DEFINE_integer("threads", None, "TFLite interpreter threads (default: all cores).",
                        lower_bound=1)
 
@@ -79,6 +83,7 @@ def evaluate(classifier: Any, split: str, dataset: str, data_dir: str | None,
   result = {
       "model": classifier.path,
       "format": classifier.format,
+      "tta": classifier.tta,
       "model_bytes": inference.model_bytes(classifier.path),
       "input_shape": [classifier.image_size, classifier.image_size, classifier.channels],
       "dataset": dataset,
@@ -95,7 +100,8 @@ def evaluate(classifier: Any, split: str, dataset: str, data_dir: str | None,
 
 
 def summary(result: dict[str, Any]) -> str:
-  return (f"{result['model']} ({result['format']}, {result['model_bytes']:,} bytes) on "
+  return (f"{result['model']} ({result['format']}, {result['model_bytes']:,} bytes, tta "
+          f"{result['tta']}) on "
           f"{result['dataset']} {result['split']}: accuracy {result['accuracy']:.4f}, macro F1 "
           f"{result['macro_avg']['f1']:.4f}, {result['num_examples']} images, "
           f"{result['images_per_second']:.0f} images/s")
@@ -109,7 +115,7 @@ def main(argv: list[str]) -> int:
   from trainers import data, files, inference  # TensorFlow starts here
 
   try:
-    classifier = inference.load_model(FLAGS.model, threads=FLAGS.threads)
+    classifier = inference.load_model(FLAGS.model, threads=FLAGS.threads, tta=FLAGS.tta)
   except inference.ModelError as e:
     raise cli.UsageError(f"--model={e}") from None
   try:

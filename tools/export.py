@@ -55,6 +55,9 @@ def define_flags() -> None:
   flags.DEFINE_enum("quantize", "none", QUANTIZATIONS, "TFLite quantization.")
   flags.DEFINE_string("out", None, "Output path (default: beside the model).")
   flags.DEFINE_bool("overwrite", False, "Replace an existing output.")
+  flags.DEFINE_enum("tta", "none", ("none", "flip", "flip_shift"),
+                    "Build test-time augmentation into the exported model (trainers/tta.py): "
+                    "its output is then the mean over the views. Needs a .keras --model.")
   cli.define_dataset_flags("int8 calibration data. ")
   flags.DEFINE_integer("calibration_examples", 1000, "int8: train images that calibrate the "
                        "activation ranges.", lower_bound=1)
@@ -102,12 +105,14 @@ def convert_tflite(saved_model: str, quantize: str, calibration: Any = None) -> 
 
 
 def export(model_path: str, form: str, quantize: str, out: Path, dataset: str | None,
-           data_dir: str | None, calibration_examples: int) -> Path:
+           data_dir: str | None, calibration_examples: int, tta: str = "none") -> Path:
   """Writes `model_path` as `form` to `out` (complete or not at all); returns `out`.
 
-  `dataset` is only read for int8 (resolved by the caller).
+  `dataset` is only read for int8 (resolved by the caller). `tta` builds the
+  test-time augmentation views into the model (a .keras model only).
   """
   from trainers import inference
+  from trainers import tta as tta_lib
 
   kind = inference.model_format(model_path)
   if kind == "tflite":
@@ -118,7 +123,12 @@ def export(model_path: str, form: str, quantize: str, out: Path, dataset: str | 
                          "exports a .keras model")
   if form == "saved_model" and quantize != "none":
     raise cli.UsageError("--quantize applies to --format=tflite only")
+  if tta != "none" and kind != "keras":
+    raise cli.UsageError(f"--tta={tta} builds the views into a Keras model: pass the .keras "
+                         "model, not an exported one")
   keras_model = _load_keras(model_path) if kind == "keras" else None
+  if keras_model is not None:
+    keras_model = tta_lib.wrap(keras_model, tta)
   if keras_model is not None:
     size, channels = inference.input_geometry(keras_model.inputs[0].shape, model_path)
   else:
@@ -189,7 +199,7 @@ def main(argv: list[str]) -> int:
       raise cli.UsageError(str(e)) from None
   try:
     written = export(str(model), FLAGS.format, FLAGS.quantize, out, dataset, FLAGS.data_dir,
-                     FLAGS.calibration_examples)
+                     FLAGS.calibration_examples, FLAGS.tta)
   except inference.ModelError as e:
     raise cli.UsageError(f"--model={e}") from None
   print(f"wrote {written} ({inference.model_bytes(written):,} bytes)")

@@ -60,6 +60,10 @@ def define_flags() -> None:
   flags.DEFINE_float("margin", 0.1, "Room added around each detected face, as a fraction of "
                      "its size on every side.", lower_bound=0.0, upper_bound=1.0)
   flags.DEFINE_integer("min_face", 30, "Smallest face to look for, in pixels.", lower_bound=10)
+  flags.DEFINE_enum("tta", "none", ("none", "flip", "flip_shift"),
+                    "Test-time augmentation (trainers/tta.py): the mean over the face and its "
+                    "mirror image (flip, 2 passes), also shifted 2 pixels left and right "
+                    "(flip_shift, 6 passes), or none.")
   flags.DEFINE_integer("threads", None, "TFLite interpreter threads (default: all cores).",
                        lower_bound=1)
 
@@ -338,7 +342,7 @@ def main(argv: list[str]) -> int:
   from trainers import inference  # TensorFlow starts here
 
   try:
-    classifier = inference.load_model(FLAGS.model, threads=FLAGS.threads)
+    classifier = inference.load_model(FLAGS.model, threads=FLAGS.threads, tta=FLAGS.tta)
   except inference.ModelError as e:
     raise cli.UsageError(f"--model={e}") from None
   predictor = Predictor(classifier, FLAGS.batch_size, FLAGS.margin, FLAGS.min_face, FLAGS.json,

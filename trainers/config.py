@@ -148,6 +148,11 @@ class TrainConfig:
       "written; 'test' (FER2013's PrivateTest) adds a report on it. Keep 'test' for the one "
       "final measurement: it is never read unless asked for here.", "run",
       choices=EVAL_SPLITS)
+  tta: str = setting(
+      "none", "Test-time augmentation of the reports (trainers/tta.py): none; flip (the face "
+      "and its mirror image, 2 passes); flip_shift (also shifted 2 pixels left and right, 6 "
+      "passes). Epoch selection (fit's validation) does not use it.", "run",
+      choices=("none", "flip", "flip_shift"))
 
   def to_json(self) -> dict[str, Any]:
     return dataclasses.asdict(self)

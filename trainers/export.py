@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from trainers import data, files, report, run_dir
+from trainers import data, files, report, run_dir, tta
 from trainers.config import TrainConfig
 from trainers.task import DataInfo
 
@@ -64,8 +64,9 @@ def finish(model: keras.Model, config: TrainConfig, info: DataInfo) -> dict[str,
 def write_report(model: keras.Model, config: TrainConfig, split: str,
                  info: DataInfo) -> dict[str, Any]:
   """Evaluates `split` and writes report_<split>.json and confusion_matrix_<split>.png."""
-  labels, probabilities = predict_split(model, split, config.batch_size, info.pipeline)
-  result = {"dataset": info.dataset, "split": split, "model": config.model,
+  labels, probabilities = predict_split(tta.wrap(model, config.tta), split, config.batch_size,
+                                        info.pipeline)
+  result = {"dataset": info.dataset, "split": split, "model": config.model, "tta": config.tta,
             **report.classification_report(labels, probabilities, info.class_names)}
   files.write_json(os.path.join(config.model_dir, run_dir.report_name(split)), result)
   report.plot_confusion_matrix(

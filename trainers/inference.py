@@ -29,6 +29,7 @@ import tensorflow as tf
 
 from fer_tfds.features import EMOTIONS
 from trainers import data
+from trainers import tta as tta_lib
 from trainers.cli import first_line
 
 CLASS_NAMES = EMOTIONS
@@ -48,12 +49,14 @@ class Classifier:
   image_size: int
   channels: int
   run: Callable[[np.ndarray], np.ndarray]
+  tta: str = "none"  # test-time augmentation views (trainers/tta.py)
 
   def predict(self, images: np.ndarray) -> np.ndarray:
-    """Probabilities (B, 7) float32 of model-ready images (see `prepare`)."""
+    """Probabilities (B, 7) float32 of model-ready images (see `prepare`), averaged over the
+    views of `tta`."""
     if len(images) == 0:
       return np.zeros((0, len(CLASS_NAMES)), np.float32)
-    return np.asarray(self.run(np.asarray(images, np.float32)), np.float32)
+    return tta_lib.predict(self.run, np.asarray(images, np.float32), self.tta)
 
   def prepare(self, faces: np.ndarray | tf.Tensor) -> np.ndarray:
     """uint8 (B, H, W, 1) faces -> this model's input, by the training preprocessing."""
@@ -108,19 +111,25 @@ def _shape_text(dims: Sequence[int | None]) -> str:
   return "(" + ", ".join("None" if d is None else str(d) for d in dims) + ")"
 
 
-def load_model(path: str | os.PathLike[str], threads: int | None = None) -> Classifier:
+def load_model(path: str | os.PathLike[str], threads: int | None = None,
+               tta: str = "none") -> Classifier:
   """Loads `path` (.keras, SavedModel directory or .tflite); ModelError if it cannot serve.
 
   `threads`: TFLite interpreter threads (default: every CPU core this process may use).
+  `tta`: the test-time augmentation of `predict` (trainers/tta.py VIEWS).
   """
   path = str(path)
   kind = model_format(path)
+  if tta not in tta_lib.VIEWS:
+    raise ValueError(f"unknown tta {tta!r}, expected one of {', '.join(tta_lib.VIEWS)}")
   try:
     if kind == "keras":
-      return _load_keras(path)
-    if kind == "saved_model":
-      return _load_saved_model(path)
-    return _load_tflite(path, threads)
+      classifier = _load_keras(path)
+    elif kind == "saved_model":
+      classifier = _load_saved_model(path)
+    else:
+      classifier = _load_tflite(path, threads)
+    return dataclasses.replace(classifier, tta=tta)
   except ModelError:
     raise
   except Exception as e:  # noqa: BLE001  (each format raises its own types for a bad file)

@@ -51,7 +51,7 @@ KEEP_CHECKPOINTS = 3
 # it runs or where it reads from, not what it learns.
 RESUMABLE_CHANGES = frozenset({
     "model_dir", "overwrite", "data_dir", "eval_split", "strategy", "cpu_devices",
-    "jit_compile", "steps_per_execution", "hparams_file", "tpu", "data_service",
+    "jit_compile", "steps_per_execution", "hparams_file", "tpu", "data_service", "tta",
 })
 
 
