@@ -52,15 +52,52 @@ class EpochTimes(keras.callbacks.Callback):
       logs["train_seconds"] = self.trained_seconds
 
 
+class EMAWeights(keras.callbacks.SwapEMAWeights):
+  """--ema: validation and the epoch-end callbacks up to `SwapBack` see the averaged weights
+  (so best.keras, the checkpoints and the export hold them); training and the backup see
+  the raw ones.
+
+  Keras's own `swap_on_epoch=True` would leave the averaged weights in the model while
+  BackupAndRestore saves, and a resumed process (which starts unswapped) would then train
+  on the average. Here the swap is undone before the backup instead (`SwapBack`), so a
+  backup always holds the raw weights in the model and the average in the optimizer.
+  """
+
+  def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+    if not self._ema_weights_in_model:
+      self._swap_variables()
+      self._ema_weights_in_model = True
+
+  def swap_back(self) -> None:
+    if self._ema_weights_in_model:
+      self._swap_variables()
+      self._ema_weights_in_model = False
+
+
+class SwapBack(keras.callbacks.Callback):
+  """Puts the raw weights back at epoch end, after the callbacks that save the average."""
+
+  def __init__(self, ema: EMAWeights) -> None:
+    super().__init__()
+    self.ema = ema
+
+  def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+    self.ema.swap_back()
+
+
 def training_callbacks(model_dir: str, best_so_far: float | None,
                        extra: Sequence[keras.callbacks.Callback],
-                       trained_seconds: float = 0.0) -> list[keras.callbacks.Callback]:
-  """Order matters at epoch end: the epoch times go into the logs first; best.keras and
-  history.csv are written before the backup, so a kill in between re-runs that epoch
-  (its history row is trimmed on resume) instead of losing it."""
+                       trained_seconds: float = 0.0,
+                       ema: bool = False) -> list[keras.callbacks.Callback]:
+  """Order matters at epoch end: the epoch times go into the logs first; with `ema` the
+  averaged weights are swapped in for the callbacks that save models and out again before
+  the backup; best.keras and history.csv are written before the backup, so a kill in
+  between re-runs that epoch (its history row is trimmed on resume) instead of losing it."""
   checkpoints = os.path.join(model_dir, run_dir.CHECKPOINTS)
+  average = [EMAWeights()] if ema else []
   return [
       EpochTimes(trained_seconds),
+      *average,
       keras.callbacks.TensorBoard(log_dir=os.path.join(model_dir, run_dir.LOGS)),
       keras.callbacks.ModelCheckpoint(
           os.path.join(checkpoints, "epoch_{epoch:03d}.weights.h5"), save_weights_only=True),
@@ -70,6 +107,7 @@ def training_callbacks(model_dir: str, best_so_far: float | None,
           save_best_only=True, initial_value_threshold=best_so_far),
       keras.callbacks.CSVLogger(os.path.join(model_dir, run_dir.HISTORY), append=True),
       *extra,
+      *[SwapBack(callback) for callback in average],
       keras.callbacks.BackupAndRestore(
           os.path.join(model_dir, run_dir.BACKUP), save_freq="epoch", double_checkpoint=True,
           delete_checkpoint=False),  # removed by export.finish, after the model is exported

@@ -108,6 +108,11 @@ class TrainConfig:
       "linear warmup.", "optimisation", choices=LR_SCHEDULES)
   warmup_epochs: float = setting(0.0, "Epochs of linear learning-rate warmup from 0.",
                                  "optimisation", lower=0.0)
+  ema: float = setting(
+      0.0, "Decay of an exponential moving average of the weights (e.g. 0.999; 0: off). The "
+      "average is what validation scores, what best.keras and the export hold, and it is "
+      "saved and restored with the run's backup; training updates the raw weights.",
+      "optimisation", lower=0.0, upper=0.99999)
   label_smoothing: float = setting(
       0.0, "Label smoothing of the categorical cross-entropy (on one-hot labels), in [0, 1).",
       "optimisation", lower=0.0, upper=0.999)

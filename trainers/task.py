@@ -234,11 +234,12 @@ def learning_rate(config: TrainConfig, steps_per_epoch: int) -> Any:
 def build_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
   """--optimizer with the learning_rate schedule."""
   lr = learning_rate(config, steps_per_epoch)
+  ema = {"use_ema": True, "ema_momentum": config.ema} if config.ema else {}
   if config.optimizer == "adam":
-    return keras.optimizers.Adam(lr)
+    return keras.optimizers.Adam(lr, **ema)
   if config.optimizer == "adamw":
-    return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay)
-  return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
+    return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay, **ema)
+  return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, **ema)
 
 
 def build_loss(config: TrainConfig) -> keras.losses.Loss:

@@ -96,7 +96,7 @@ def run(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = ())
   verbose = (1 if sys.stdout.isatty() else 2) if chief else 0
   with _write_dir(strategy, model_dir) as write_dir:
     fit_callbacks = training_callbacks(write_dir, best[0], [*input_callbacks, *callbacks],
-                                       trained[0])
+                                       trained[0], ema=bool(config.ema))
     if config.strategy in strategy_lib.CUSTOM_LOOP:
       custom_loop.fit(model, strategy, train_ds, val_ds, epochs=config.epochs,
                       steps_per_epoch=info.steps_per_epoch, initial_epoch=initial_epoch,
