@@ -163,7 +163,9 @@ class FerHyperModel(kt.HyperModel):
         initial_epoch=kwargs.get("initial_epoch", 0),
         steps_per_epoch=self.pipelines.steps_per_epoch,
         validation_data=self.pipelines.validation(),
-        callbacks=[*input_callbacks, *kwargs.get("callbacks", []), timer],
+        # --ema: trials are scored on the averaged weights, as trainers.main validates.
+        callbacks=[*input_callbacks, *([keras.callbacks.SwapEMAWeights()] if config.ema else []),
+                   *kwargs.get("callbacks", []), timer],
         verbose=kwargs.get("verbose", 2),
         shuffle=False,  # make_dataset shuffles
     )
