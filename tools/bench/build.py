@@ -6,8 +6,8 @@ notebooks run on every start. This times, in one run on one machine, that loop
 ratio of each pair, and their median), the build's split into start-up,
 parsing and writing, and what a user then pays to get the whole train split
 into arrays from the prepared dataset (fresh process, imports included, and
-after the imports), against the goals: build >= 2x faster than the loop, load
->= 20x.
+after the imports), as ratios to the loop. The goal: build >= 2x faster than
+the loop (median of the pairs).
 
   python -m tools.bench.build [--csv PATH] [--repeats 3]
 """
@@ -33,7 +33,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CSV = Path(tempfile.gettempdir()) / "fer2013" / "fer2013.csv"
 MAKE_CSV = REPO_ROOT.parent / "shared" / "data" / "fer2013" / "make_csv.py"
 BUILD_GOAL = 2.0  # baseline / build
-LOAD_GOAL = 20.0  # baseline / the train split in arrays
 
 FLAGS = flags.FLAGS
 
@@ -247,10 +246,8 @@ def report(results: dict[str, list[float]]) -> None:
   print(f"loop / build, median of the pairs: {med['pair_ratio']:.2f}x (pairs: {ratios}; goal "
         f">= {BUILD_GOAL:g}x) {verdict}")
   for name, key in (("fresh process", "load"), ("after imports", "load_after_imports")):
-    ratio = med["loop"] / med[key]
-    verdict = "PASS" if ratio >= LOAD_GOAL else "FAIL"
-    print(f"loop / train split in arrays, {name}: {med['loop']:.2f} / {med[key]:.2f} = "
-          f"{ratio:.1f}x (goal >= {LOAD_GOAL:g}x) {verdict}")
+    print(f"loop / train split in arrays from the prepared dataset, {name}: "
+          f"{med['loop']:.2f} / {med[key]:.2f} = {med['loop'] / med[key]:.1f}x")
   print(json.dumps({"medians_s": med}))
 
 
