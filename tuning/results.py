@@ -143,12 +143,19 @@ def _cell(value: Any) -> str:
   return str(value).replace("|", "\\|")
 
 
+def objective_split(settings: SweepSettings) -> str:
+  """What the trials were scored on, in words."""
+  if settings.objective_split == "holdout":
+    return f"holdout: {settings.holdout_fraction:.0%} of the train split"
+  return "validation split"
+
+
 def write_markdown(rows: Sequence[dict[str, Any]], best: dict[str, Any] | None,
                    settings: SweepSettings, path: str) -> None:
   lines = [f"# Sweep {settings.project_name} ({settings.tuner}, {settings.train.model})", ""]
   if best is not None:
     lines.append(f"Best: trial {best['trial']}, {OBJECTIVE} {best[OBJECTIVE]:.4f} "
-                 f"(validation split). Train it: `python -m trainers.main "
+                 f"({objective_split(settings)}). Train it: `python -m trainers.main "
                  f"--hparams={os.path.join(settings.project_dir, BEST_HPARAMS)}`")
   else:
     lines.append("No trial has completed yet.")
@@ -188,7 +195,7 @@ def plot_objective(rows: Sequence[dict[str, Any]], best: dict[str, Any] | None,
     bottom = min((y for _, y in done), default=0.0)
     ax.plot(failed, [bottom] * len(failed), "x", color="red", label="failed")
   ax.set_xlabel("trial")
-  ax.set_ylabel(f"{OBJECTIVE} (validation split)")
+  ax.set_ylabel(f"{OBJECTIVE} ({objective_split(settings)})")
   title = f"{settings.project_name}: {settings.tuner}, {len(rows)} trials"
   if best is not None:
     title += f", best {best[OBJECTIVE]:.4f} (trial {best['trial']})"
