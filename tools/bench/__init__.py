@@ -6,6 +6,7 @@
   python -m tools.bench.train     training throughput: our pipeline vs the notebook's numpy path
   python -m tools.bench.tuning    memory and time per trial of a tuning sweep
   python -m tools.bench.plateau   improved_cnn's majority-class plateau: input scale, init
+  python -m tools.bench.recipe    a recipe over seeds: time to accuracy, mean and spread
 
 Why a subpackage: tools/ holds the commands a user runs on models and data;
 these only measure, and their figures are in docs/benchmarks.md, docs/tuning.md and

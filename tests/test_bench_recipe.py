@@ -1,0 +1,34 @@
+"""tools.bench.recipe: a recipe over seeds, its per-seed figures read back from the runs."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import fer_helpers as helpers
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_two_seeds_of_a_recipe_and_their_mean(tmp_path):
+  helpers.build_fake_fer2013(tmp_path, (56, 14, 9), seed=7)  # 14 vs 9: accuracies differ
+  extra = ",".join(["--dataset=fer2013", f"--data_dir={tmp_path / 'tfds'}", "--epochs=2",
+                    "--max_steps_per_epoch=2", "--eval_split=test"])
+  command = [sys.executable, "-m", "tools.bench.recipe", "--config=quickstart", "--seeds=0,1",
+             f"--work_dir={tmp_path / 'runs'}", f"--extra={extra}"]
+  done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  lines = done.stdout.strip().splitlines()
+  record = json.loads(lines[-1])
+  assert [r["seed"] for r in record["runs"]] == [0, 1] and record["config"] == "quickstart"
+  for run in record["runs"]:
+    finished = json.loads((Path(run["model_dir"]) / "finished.json").read_text())
+    assert run["test"] == finished["eval_accuracy"]  # PrivateTest, once per seed
+    assert run["validation"] == finished["validation_accuracy"]
+    assert run["train_seconds"] == finished["time_to_accuracy"]["train_seconds"] > 0
+  rows = [line for line in lines if line.startswith(("0 |", "1 |"))]
+  assert len(rows) == 2
+  mean = next(line for line in lines if line.startswith("mean +- std"))
+  best = [r["best_val"] for r in record["runs"]]
+  assert f"{sum(best) / 2:.4g}" in mean.split(" | ")[2]
+  assert "cores" in record["machine"] and record["commit"]
