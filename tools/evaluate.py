@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from absl import flags
 
-from trainers import cli
+from trainers import cli, tta
 
 SPLITS = ("validation", "train", "test")
 
@@ -46,10 +46,7 @@ def define_flags() -> None:
   cli.define_dataset_flags()
   flags.DEFINE_integer("batch_size", 256, "Images per model call.", lower_bound=1)
   flags.DEFINE_string("out", None, "Write the full report here as JSON.")
-  flags.DEFINE_enum("tta", "none", ("none", "flip", "flip_shift"),
-                    "Test-time augmentation (trainers/tta.py): the mean over the face and its "
-                    "mirror image (flip, 2 passes), also shifted 2 pixels left and right "
-                    "(flip_shift, 6 passes), or none.")
+  tta.define_flag()
   flags.DEFINE_integer("threads", None, "TFLite interpreter threads (default: all cores).",
                        lower_bound=1)
 

@@ -38,7 +38,7 @@ from typing import Any
 
 from absl import flags, logging
 
-from trainers import cli
+from trainers import cli, tta
 
 FORMATS = ("saved_model", "tflite")
 QUANTIZATIONS = ("none", "float16", "int8")
@@ -55,9 +55,9 @@ def define_flags() -> None:
   flags.DEFINE_enum("quantize", "none", QUANTIZATIONS, "TFLite quantization.")
   flags.DEFINE_string("out", None, "Output path (default: beside the model).")
   flags.DEFINE_bool("overwrite", False, "Replace an existing output.")
-  flags.DEFINE_enum("tta", "none", ("none", "flip", "flip_shift"),
-                    "Build test-time augmentation into the exported model (trainers/tta.py): "
-                    "its output is then the mean over the views. Needs a .keras --model.")
+  tta.define_flag(
+      "Build test-time augmentation into the exported model (trainers/tta.py): "
+      "its output is then the mean over the views. Needs a .keras --model.")
   cli.define_dataset_flags("int8 calibration data. ")
   flags.DEFINE_integer("calibration_examples", 1000, "int8: train images that calibrate the "
                        "activation ranges.", lower_bound=1)

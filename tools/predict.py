@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 from absl import flags
 
-from trainers import cli
+from trainers import cli, tta
 
 FLAGS = flags.FLAGS
 EXIT_FAILED = 1
@@ -60,10 +60,7 @@ def define_flags() -> None:
   flags.DEFINE_float("margin", 0.1, "Room added around each detected face, as a fraction of "
                      "its size on every side.", lower_bound=0.0, upper_bound=1.0)
   flags.DEFINE_integer("min_face", 30, "Smallest face to look for, in pixels.", lower_bound=10)
-  flags.DEFINE_enum("tta", "none", ("none", "flip", "flip_shift"),
-                    "Test-time augmentation (trainers/tta.py): the mean over the face and its "
-                    "mirror image (flip, 2 passes), also shifted 2 pixels left and right "
-                    "(flip_shift, 6 passes), or none.")
+  tta.define_flag()
   flags.DEFINE_integer("threads", None, "TFLite interpreter threads (default: all cores).",
                        lower_bound=1)
 

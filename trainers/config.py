@@ -27,7 +27,7 @@ from typing import Any
 
 from absl import flags
 
-from trainers import cli, configs, models
+from trainers import cli, configs, models, tta
 from trainers.cli import UsageError
 
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
@@ -157,7 +157,7 @@ class TrainConfig:
       "none", "Test-time augmentation of the reports (trainers/tta.py): none; flip (the face "
       "and its mirror image, 2 passes); flip_shift (also shifted 2 pixels left and right, 6 "
       "passes). Epoch selection (fit's validation) does not use it.", "run",
-      choices=("none", "flip", "flip_shift"))
+      choices=tuple(tta.VIEWS))
 
   def to_json(self) -> dict[str, Any]:
     return dataclasses.asdict(self)

@@ -30,6 +30,15 @@ VIEWS: dict[str, tuple[tuple[bool, int], ...]] = {  # (mirrored, horizontal shif
     "flip_shift": tuple((flip, shift) for flip in (False, True) for shift in (0, -2, 2)),
 }
 SHIFT = 2
+HELP = ("Test-time augmentation (trainers/tta.py): the mean over the face and its mirror image "
+        "(flip, 2 passes), also shifted 2 pixels left and right (flip_shift, 6 passes), or none.")
+
+
+def define_flag(help_text: str = HELP) -> None:
+  """--tta, for the commands that score or export a model (defined once, here)."""
+  from absl import flags
+
+  flags.DEFINE_enum("tta", "none", list(VIEWS), help_text)
 
 
 def _view_numpy(images: np.ndarray, flip: bool, shift: int) -> np.ndarray:
