@@ -288,6 +288,40 @@ def test_freeze_backbone_leaves_only_the_head_trainable():
   assert {w.path.split("/")[0] for w in model.trainable_weights} == {"dense", "predictions"}
 
 
+# --- synchronised batch norm (--sync_batch_norm; across replicas: tests/test_trainer.py) -----
+
+
+def batch_norm_layers(model):
+  """Every BatchNormalization layer of `model`, the nested backbone's included."""
+  for layer in model.layers:
+    if isinstance(layer, keras.Model):
+      yield from batch_norm_layers(layer)
+    elif isinstance(layer, layers.BatchNormalization):
+      yield layer
+
+
+@pytest.mark.parametrize("name", [*CNNS, "mobilenet_v2"])
+def test_sync_batch_norm_synchronises_every_batch_norm_layer_and_nothing_else(name, tmp_path):
+  hparams = {"alpha": 0.35, "dense_units": 16} if name == "mobilenet_v2" else {}
+  keras.utils.set_random_seed(0)
+  plain = models.build_model(name, **hparams)
+  keras.utils.set_random_seed(0)
+  synced = models.build_model(name, sync_batch_norm=True, **hparams)
+  found = list(batch_norm_layers(synced))
+  assert (len(found) == 0) == (name == "improved_cnn")  # the only model without batch norm
+  assert all(layer.synchronized for layer in found)
+  assert not any(layer.synchronized for layer in batch_norm_layers(plain))
+  for a, b in zip(plain.get_weights(), synced.get_weights(), strict=True):
+    np.testing.assert_array_equal(a, b)
+  # One replica (no strategy): training-mode batch statistics as without the flag.
+  x = images(name, batch=4)
+  np.testing.assert_allclose(np.asarray(synced(x, training=True)),
+                             np.asarray(plain(x, training=True)), rtol=1e-4, atol=1e-6)
+  check_contract(name, synced, tmp_path)  # saved, reloaded with plain Keras, same outputs
+  reloaded = keras.saving.load_model(tmp_path / f"{name}.keras")
+  assert [layer.synchronized for layer in batch_norm_layers(reloaded)] == [True] * len(found)
+
+
 # --- weights -------------------------------------------------------------------------------
 
 

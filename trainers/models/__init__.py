@@ -16,6 +16,10 @@ downloads through keras.applications, so it needs internet), or the path of a
 ``.weights.h5`` or ``.keras`` file saved from the same model with the same
 hyperparameters (full-model weights, for example to resume or evaluate).
 
+``sync_batch_norm=True`` makes every ``BatchNormalization`` layer of the built model,
+the keras.applications backbones' included, synchronised across the replicas of a
+tf.distribute strategy (``synchronize_batch_norm``): the builders stay as they are.
+
 One file per model family: improved_cnn.py and vgg_style.py (the notebook's
 CNNs), fer_net.py (our own), transfer.py (MobileNetV2, ResNet50); common.py holds
 what they share. What each model is and costs: docs/models.md, whose parameter
@@ -60,6 +64,7 @@ __all__ = [
     "improved_cnn",
     "mobilenet_v2",
     "resnet50",
+    "synchronize_batch_norm",
     "vgg_style",
 ]
 
@@ -107,9 +112,18 @@ def _unknown_model(name: str) -> ValueError:
 
 
 def build_model(
-    name: str, *, num_classes: int = NUM_CLASSES, weights: WeightsArg = "none", **hparams: Any
+    name: str,
+    *,
+    num_classes: int = NUM_CLASSES,
+    weights: WeightsArg = "none",
+    sync_batch_norm: bool = False,
+    **hparams: Any,
 ) -> keras.Model:
-  """Builds registered model `name`; unknown names and hyperparameters raise ValueError."""
+  """Builds registered model `name`; unknown names and hyperparameters raise ValueError.
+
+  `sync_batch_norm`: batch norm with the global batch's statistics under a
+  tf.distribute strategy (``synchronize_batch_norm``).
+  """
   spec = MODELS.get(name)
   if spec is None:
     raise _unknown_model(name)
@@ -119,7 +133,36 @@ def build_model(
         f"unknown hyperparameter(s) {', '.join(unknown)} for model {name!r}; "
         f"valid: {', '.join(spec.hparams)}"
     )
-  return spec.build(num_classes=num_classes, weights=weights, **hparams)
+  model = spec.build(num_classes=num_classes, weights=weights, **hparams)
+  if sync_batch_norm:
+    synchronize_batch_norm(model)
+  return model
+
+
+def synchronize_batch_norm(model: keras.Model) -> int:
+  """Sets ``synchronized=True`` on every BatchNormalization layer of `model`, nested models
+  (the transfer backbones) included; returns how many.
+
+  In training, a synchronised layer all-reduces the sum, the sum of squares and the count of
+  its inputs over the replicas of the surrounding tf.distribute strategy, so every replica
+  normalises with the global batch's mean and variance and updates the same moving
+  statistics; with one replica, or outside a strategy, it computes the same as before.
+  Keras reads the attribute at each call and saves it in the layer's config, so a saved
+  model reloads with stock Keras (TensorFlow backend: Keras accepts ``synchronized=True``
+  only there). Why after the build rather than an argument of every builder: one place,
+  and keras.applications creates the backbones' layers itself.
+  """
+  if keras.backend.backend() != "tensorflow":
+    raise ValueError("sync_batch_norm needs the TensorFlow backend of Keras, not "
+                     f"{keras.backend.backend()}")
+  count = 0
+  for layer in model.layers:
+    if isinstance(layer, keras.Model):
+      count += synchronize_batch_norm(layer)
+    elif isinstance(layer, layers.BatchNormalization):
+      layer.synchronized = True
+      count += 1
+  return count
 
 
 def default_hparams(name: str) -> dict[str, Any]:
