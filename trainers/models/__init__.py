@@ -146,7 +146,8 @@ def synchronize_batch_norm(model: keras.Model) -> int:
   In training, a synchronised layer all-reduces the sum, the sum of squares and the count of
   its inputs over the replicas of the surrounding tf.distribute strategy, so every replica
   normalises with the global batch's mean and variance and updates the same moving
-  statistics; with one replica, or outside a strategy, it computes the same as before.
+  statistics; with one replica, or outside a strategy, its statistics are the same up to
+  rounding (computed as E[x^2] - E[x]^2).
   Keras reads the attribute at each call and saves it in the layer's config, so a saved
   model reloads with stock Keras (TensorFlow backend: Keras accepts ``synchronized=True``
   only there). Why after the build rather than an argument of every builder: one place,
