@@ -14,21 +14,24 @@ SPLITS = ("train", "validation", "test")
 N_PER_USAGE = (14, 7, 7)
 
 
-def build(manual_dir, data_dir, config="strict", download_mode=None):
-  """Builds `fer2013/<config>` from `manual_dir` into `data_dir`; returns the builder."""
+def build(manual_dir, data_dir, config="strict", download_mode=None, num_shards=None):
+  """Builds `fer2013/<config>` from `manual_dir` into `data_dir`; returns the builder.
+  `num_shards`: files per split, as `tfds build --num_shards` (default: the builder's)."""
   builder = tfds.builder(f"fer2013/{config}", data_dir=str(data_dir))
   kwargs = {"manual_dir": str(manual_dir)}
   if download_mode is not None:
     kwargs["download_mode"] = download_mode
+  if num_shards is not None:
+    kwargs["num_shards"] = num_shards
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(**kwargs))
   return builder
 
 
-def build_fake_fer2013(root, rows, seed):
+def build_fake_fer2013(root, rows, seed, num_shards=None):
   """Draws `rows` (train, validation, test counts) into root/manual/fer2013.csv and builds
   fer2013 from it into root/tfds: the tiny real-format dataset the trainer's tests use."""
   fake_data.write_csv(root / "manual" / "fer2013.csv", fake_data.fake_rows(rows, seed=seed))
-  return build(root / "manual", root / "tfds")
+  return build(root / "manual", root / "tfds", num_shards=num_shards)
 
 
 def read_split(builder, split):

@@ -37,6 +37,8 @@ def cli(rows, tmp_path_factory):
       "cwd": (["--manual_dir", good], REPO / "fer_tfds"),
       # The design's literal command, typed in the repository root (./fer2013.py).
       "root": (["--manual_dir", good], REPO),
+      # TFDS's flag for the files per split: wins over the builder's default (16).
+      "num_shards": (["--manual_dir", good, "--num_shards", "2"], REPO),
       "bad": (["--imports", "fer_tfds", "--manual_dir", bad], root),
       "missing": (["--imports", "fer_tfds", "--manual_dir", root / "no_such_dir"], root),
       # The documented safe rebuild: TFDS's own `--overwrite` deletes the data
@@ -64,11 +66,18 @@ def cli(rows, tmp_path_factory):
   return results
 
 
-def _assert_built(result, rows):
+def _assert_built(result, rows, files_per_split=None):
+  """Built, loadable, the expected examples; `files_per_split` (default: the builder's
+  default of 16, capped at each split's examples: 14, 7, 7) files on disk per split."""
   rc, stdout, stderr, data_dir = result
   assert rc == 0, stderr[-3000:]
   builder = tfds.builder("fer2013", data_dir=str(data_dir))
   helpers.assert_matches(helpers.read_all(builder), helpers.csv_expected(rows))
+  expected = files_per_split or {"train": 14, "validation": 7, "test": 7}
+  on_disk = {split: len(list(builder.data_path.glob(f"fer2013-{split}.tfrecord-*")))
+             for split in expected}
+  assert on_disk == expected
+  assert {split: builder.info.splits[split].num_shards for split in expected} == expected
   ds = tfds.load("fer2013", data_dir=str(data_dir), split="train", download=False)
   assert len(list(ds)) == 14
   # `tfds build fer2013` builds the default configs only: skip_bad_rows is opt-in.
@@ -96,6 +105,11 @@ def test_build_from_repository_root(cli, rows):
   description = info["description"]
   card = (REPO / "fer_tfds" / "fer2013" / "README.md").read_text()
   assert description.strip() and description.strip() in card
+
+
+def test_build_with_num_shards(cli, rows):
+  """`tfds build fer2013 --num_shards 2` writes every split in 2 files."""
+  _assert_built(cli["num_shards"], rows, {"train": 2, "validation": 2, "test": 2})
 
 
 def _assert_clean_error(result):

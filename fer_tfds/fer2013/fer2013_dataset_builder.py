@@ -14,6 +14,7 @@ from absl import logging
 from etils import epath
 
 from fer_tfds.features import HOMEPAGE, OptInConfigs, face_features
+from fer_tfds.sharding import ShardedSplits
 
 from .errors import Fer2013InputError, install_excepthook, problems_error
 from .readers import read_source
@@ -32,8 +33,8 @@ class Fer2013Config(tfds.core.BuilderConfig):
   skip_bad_rows: bool = False
 
 
-class Builder(OptInConfigs, tfds.core.GeneratorBasedBuilder):
-  """DatasetBuilder for FER2013."""
+class Builder(OptInConfigs, ShardedSplits, tfds.core.GeneratorBasedBuilder):
+  """DatasetBuilder for FER2013: each split in 16 files (fer_tfds/sharding.py)."""
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Initial release."}

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from fer_tfds.features import HOMEPAGE, OptInConfigs, face_features
+from fer_tfds.sharding import ShardedSplits
 from fer_tfds.synthetic.faces import EMOTIONS, draw_faces
 
 # One fixed seed per split: every build gives the same faces, and the splits
@@ -33,8 +34,8 @@ class SyntheticConfig(tfds.core.BuilderConfig):
   sizes: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
-class Builder(OptInConfigs, tfds.core.GeneratorBasedBuilder):
-  """DatasetBuilder for fer2013_synthetic."""
+class Builder(OptInConfigs, ShardedSplits, tfds.core.GeneratorBasedBuilder):
+  """DatasetBuilder for fer2013_synthetic: each split in 16 files, as fer2013."""
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Initial release."}
