@@ -195,22 +195,6 @@ def test_evaluation_without_cache_reads_in_stored_order(real_dir):
   assert [i.decode() for b in batches(ds) for i in b[2]] == stored
 
 
-@pytest.mark.parametrize("training", [False, True])
-def test_input_context_shards_a_one_file_split_by_examples(real_dir, training):
-  builder = tfds.builder("fer2013", data_dir=real_dir)
-  assert builder.info.splits["train"].num_shards == 1
-  all_ids = {ex["id"].encode() for ex in helpers.read_split(builder, "train")}
-  shards = []
-  for pipeline in range(2):
-    context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline,
-                                         num_replicas_in_sync=2)
-    ds = make(real_dir, batch_size=1, training=training, input_context=context, with_ids=True)
-    shards.append([i for b in batches(ds) for i in b[2]])
-  assert len(shards[0]) == len(set(shards[0])) == 15
-  assert set(shards[0]).isdisjoint(shards[1])
-  assert set(shards[0]) | set(shards[1]) == all_ids
-
-
 class _FakeStrategy:
   num_replicas_in_sync = 3
 

@@ -238,8 +238,8 @@ _SHARD_SCRIPT = textwrap.dedent("""
 
 
 def test_each_worker_reads_its_own_examples_every_epoch(data_dir, tmp_path):
-  """The train split is one TFRecord file: sharding by files would give one worker everything
-  (or fail); by examples (tfds.even_splits), the workers' epochs are disjoint and complete."""
+  """The train split is 16 TFRecord files (fer_tfds/sharding.py), so the 2 workers shard it
+  by files (8 each, data.shard_split): their epochs are disjoint and complete."""
   script = tmp_path / "shards.py"
   script.write_text(_SHARD_SCRIPT)
   outs = [tmp_path / f"ids_{i}.json" for i in range(2)]

@@ -190,26 +190,54 @@ def _augment(images: tf.Tensor, seed: tf.Tensor | None, strength: float | tf.Ten
   return jitter_intensity(images, intensity_seed, strength)
 
 
-def shard_split(split: str, input_context: tf.distribute.InputContext | None) -> Any:
-  """This input pipeline's share of `split`, by examples.
+def shard_split(split: str, input_context: tf.distribute.InputContext | None, *,
+                dataset: str, data_dir: str | None,
+                ) -> tuple[Any, tf.distribute.InputContext | None]:
+  """This input pipeline's share of `split`: (the split to read, the context for TFDS's reader).
 
-  TFDS's own `ReadConfig(input_context=...)` shards by files, and each FER2013
-  split is a single file, so it would fail (or duplicate data); even splits of
-  the examples give every pipeline distinct examples whatever the file count.
+  By files when the split's files divide evenly over the input pipelines (fer2013 is written
+  in 16 files per split, fer_tfds/sharding.py): TFDS's `ReadConfig(input_context=...)` (the
+  second element) gives pipeline i the files i, i + n, i + 2n, ... of n pipelines, so each
+  opens only its own files and shuffles them every epoch, as tf.data's file auto-sharding
+  would. By examples otherwise: `tfds.even_splits` (the first element) gives pipeline i the
+  i-th of n equal, contiguous ranges of the examples, whatever the files. That covers
+
+  * fewer files than pipelines (a one-file build from before the builder sharded, or a tiny
+    split), where TFDS's file sharding fails (some pipelines would get nothing);
+  * a file count that does not divide by the pipelines: shares would differ by up to a
+    file (16 files over 3 pipelines: 6, 5 and 5 files, 6/16 of the split against 5/16),
+    and the trainer, which counts an epoch in steps of equal per-worker batches, would
+    then read some examples more often than others every epoch (even splits differ by
+    one example).
+
+  An unprepared dataset is prepared first, as `tfds.load` would: every pipeline must see
+  the same files to choose the same way.
   """
   if input_context is None or input_context.num_input_pipelines == 1:
-    return split
-  return tfds.even_splits(split, n=input_context.num_input_pipelines)[
-      input_context.input_pipeline_id]
+    return split, None
+  pipelines = input_context.num_input_pipelines
+  builder = tfds.builder(dataset, data_dir=data_dir)
+  if not builder.is_prepared():
+    builder.download_and_prepare()
+  files = len(builder.info.splits[split].file_instructions)
+  if files >= pipelines and files % pipelines == 0:
+    return split, input_context
+  return tfds.even_splits(split, n=pipelines)[input_context.input_pipeline_id], None
 
 
-def _read_config(seed: int | None, deterministic: bool) -> tfds.ReadConfig:
+def _read_config(seed: int | None, deterministic: bool,
+                 input_context: tf.distribute.InputContext | None = None) -> tfds.ReadConfig:
+  """TFDS's reader settings; `input_context` shards by files (`shard_split`)."""
   options = tf.data.Options()
   options.deterministic = deterministic
   return tfds.ReadConfig(
       options=options,
       shuffle_seed=seed,
-      interleave_cycle_length=tf.data.AUTOTUNE,
+      input_context=input_context,
+      # interleave_cycle_length stays TFDS's default (16 files at a time, 16 examples from
+      # each in turn, the files read in parallel), not AUTOTUNE: with several files AUTOTUNE's
+      # cycle is the machine's core count, so the stored order and a seeded run's order would
+      # differ by machine. Evaluation reads in `builder.as_dataset(shuffle_files=False)`'s order.
       # The decoded uint8 images are cached below; TFDS's own cache of the
       # serialized records would be a second copy.
       try_autocache=False,
@@ -262,12 +290,13 @@ def make_dataset(
     # send the same batches in the same order.
     seed, deterministic = None, False
   deterministic = deterministic or not training
+  share, files_context = shard_split(split, input_context, dataset=dataset, data_dir=data_dir)
   ds = tfds.load(
       dataset,
-      split=shard_split(split, input_context),
+      split=share,
       data_dir=data_dir,
       shuffle_files=training,
-      read_config=_read_config(seed, deterministic),
+      read_config=_read_config(seed, deterministic, files_context),
   )
 
   def select(example: dict[str, tf.Tensor]) -> tuple[tf.Tensor, ...]:
@@ -321,9 +350,8 @@ def _distribute(ds: tf.data.Dataset, service: str) -> tf.data.Dataset:
   (unseeded) shuffle of the examples, and this client takes batches from
   whichever workers are alive, so a worker that dies or joins does not stop
   training. distributed_epoch (each example once per epoch, over all workers)
-  needs a source that the dispatcher can split: a TFDS split is one TFRecord
-  file (one split for the whole epoch, so one worker), and the cache after
-  reading fails under dynamic sharding (measured; docs/distributed.md). The
+  needs a source that the dispatcher can split, and the cache after reading
+  fails under dynamic sharding (measured; docs/distributed.md). The
   trainer counts epochs in steps over an endless stream, so each worker
   repeats its pipeline itself: a client-side repeat would start a new job each
   pass. Anonymous jobs: each input pipeline (replica shard) gets its own.
