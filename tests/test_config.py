@@ -83,3 +83,13 @@ def test_each_default_is_the_flags_default():
     expected = field.default if field.default != "" else None
     assert default == expected, field.name
   assert dataclasses.fields(trainer_config.TrainConfig)  # the config is a dataclass
+
+
+def test_sync_batch_norm_reaches_the_run_and_a_sweeps_trials():
+  """Off by default; a sweep's TrainConfig carries it (trials are dataclasses.replace of it)."""
+  assert not resolve().sync_batch_norm
+  assert resolve("--model=fer_net", "--sync_batch_norm").sync_batch_norm
+  tuning_config.define_flags()
+  flags.FLAGS.unparse_flags()
+  flags.FLAGS(["tuning.main", "--model=vgg_style", "--sync_batch_norm"])
+  assert tuning_config.settings_from_flags(flags.FLAGS).train.sync_batch_norm

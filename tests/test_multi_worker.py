@@ -66,9 +66,10 @@ def finish(processes, timeout):
   return results
 
 
-def run_both(data_dir, tmp_path, *extra):
-  """The same training on 2 local workers and in one process (fit), at once; returns
-  (multi_dir, single_dir, the launcher's output, the launcher's command)."""
+def run_both(data_dir, tmp_path, *extra, multi_input="host"):
+  """The same training on 2 local workers (their input at `multi_input`) and in one process
+  (Keras fit, host input), at once; returns (multi_dir, single_dir, the launcher's output,
+  the launcher's command)."""
   hparams = tmp_path / "hp.json"
   hparams.write_text('{"dropout": 0.0}')
   same = ["--epochs=2", f"--batch_size={ROWS[0]}", "--max_steps_per_epoch=3",
@@ -77,8 +78,10 @@ def run_both(data_dir, tmp_path, *extra):
   multi_dir, single_dir, scratch = tmp_path / "multi", tmp_path / "single", tmp_path / "tmp"
   scratch.mkdir()
   launcher = [sys.executable, "-m", "tools.launch_local_cluster", "--num_workers=2",
-              "--timeout=240", "--", *args(data_dir, multi_dir, *same), MULTI]
-  single = [sys.executable, "-m", "trainers.main", *args(data_dir, single_dir, *same)]
+              "--timeout=240", "--", *args(data_dir, multi_dir, *same), MULTI,
+              f"--input={multi_input}"]
+  single = [sys.executable, "-m", "trainers.main", *args(data_dir, single_dir, *same),
+            "--input=host"]
   processes = [
       subprocess.Popen(launcher, cwd=ROOT, env=env_with_root(TMPDIR=str(scratch)),
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -163,6 +166,15 @@ def unbalanced_data_dir(tmp_path_factory):
   fake_data.write_csv(root / "manual" / "fer2013.csv", rows)
   helpers.build(root / "manual", root / "tfds")
   return str(root / "tfds")
+
+
+def test_two_workers_with_device_input_match_one_process_with_host_input(data_dir, tmp_path):
+  """--input=device on 2 workers (each holds the split, gathers its half of every global
+  batch in its step) against Keras fit on the host pipeline in one process: with the whole
+  split as the batch, the same examples every step, so the same losses (rel 1e-4)."""
+  multi_dir, single_dir, out_m, _ = run_both(data_dir, tmp_path, multi_input="device")
+  assert "Input on the device: --input=device" in out_m
+  assert_same_history(multi_dir, single_dir)
 
 
 def test_two_workers_match_one_process_with_class_weights_smoothing_and_bf16(

@@ -26,7 +26,7 @@ import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from trainers import cli, data, run_dir
+from trainers import cli, data, device_input, run_dir
 from trainers import config as trainer_config
 from trainers import main as trainer_main
 from tuning import distributed, launch, results
@@ -96,7 +96,14 @@ def test_sweep_writes_results_that_the_trainer_takes(data_dir, tmp_path, monkeyp
     gc.collect()
     graphs.append(sum(type(o).__name__ == "FuncGraph" for o in gc.get_objects()))
 
+  loaded = device_input.load_split
+
+  def spy_load(split, **kwargs):  # --input=device (auto on CPU) loads train once for all trials
+    splits.append(split)
+    return loaded(split, **kwargs)
+
   monkeypatch.setattr(data, "make_dataset", spy)
+  monkeypatch.setattr(device_input, "load_split", spy_load)
   argv = sweep_args(data_dir, tmp_path, "--max_trials=3")
   assert tuning_main.run(argv, trial_hooks=[count_graphs]) == 0
   # One pipeline each for the whole sweep, all on train: carving the objective split (holdout),

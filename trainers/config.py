@@ -35,6 +35,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("constant", "cosine")
 CLASS_WEIGHTS = ("none", "balanced")
 EVAL_SPLITS = ("validation", "test")
+INPUT_PLACEMENTS = ("auto", "host", "device")
 # Keys an --hparams file may hold besides the model's own hparams.
 TRAINING_HPARAMS = ("learning_rate", "batch_size")
 
@@ -78,6 +79,14 @@ class TrainConfig:
       "training input's reading, shuffling and augmentation run on its workers "
       "(parallel_epochs: each worker makes its own endless shuffled stream). Not repeatable, "
       "so not with --deterministic. Validation and the reports read locally.", "data")
+  input: str = setting(
+      "auto", "Where the training input lives. host: every image goes through the host's "
+      "tf.data pipeline (read, shuffle, augment) and is copied to the device. device: the "
+      "train split is held as uint8 on every replica's device and the host sends only "
+      "example indices and labels; gather and augmentation run inside the replica's step "
+      "(trainers/device_input.py). auto: device when the split takes at most 10% of one "
+      "device's memory, else host (the log says which and why).", "data",
+      choices=INPUT_PLACEMENTS)
   # --- model ---
   model: str = setting("improved_cnn", "", "model", choices=sorted(models.MODELS))
   weights: str = setting(
@@ -131,6 +140,14 @@ class TrainConfig:
   mixed_precision: bool = setting(
       False, "Compute in float16 (GPU) or bfloat16 (CPU), keep float32 variables.", "run")
   jit_compile: bool = setting(False, "Compile the train step with XLA.", "run")
+  sync_batch_norm: bool = setting(
+      False, "Synchronise batch norm across the replicas: in training, every "
+      "BatchNormalization layer (the transfer backbones' too) normalises with the mean and "
+      "variance of the global batch, all-reduced over the replicas at each step, instead of "
+      "its replica's share, so a multi-replica run trains as one device would. Use it with "
+      "several replicas (--strategy=mirrored, multi_worker_mirrored, tpu) when the batch per "
+      "replica is small; it costs three small all-reduces per batch-norm layer per step. No "
+      "effect on one replica or on improved_cnn (no batch norm).", "run")
   steps_per_execution: int = setting(1, "Train steps per tf.function call.", "run", lower=1)
   seed: int = setting(0, "Seed of weights, shuffling and augmentation.", "run")
   deterministic: bool = setting(
@@ -279,6 +296,11 @@ def check_distribution(settings: Mapping[str, Any]) -> None:
     raise UsageError(f"--tpu is only used with --strategy=tpu, not --strategy="
                      f"{settings['strategy']}")
   service = settings["data_service"]
+  if settings.get("input") == "device" and (service or settings["strategy"] == "tpu"):
+    raise UsageError("--input=device cannot be used with "
+                     + ("--data_service (its workers feed from the host)" if service else
+                        "--strategy=tpu (TPUs are fed from the host here)")
+                     + "; use --input=host or --input=auto")
   if service is not None:
     match = re.fullmatch(r"grpc://([^/:\s]+|\[[0-9a-fA-F:]+\]):(\d+)", service)
     if not match or not 0 < int(match.group(2)) < 65536:

@@ -1,4 +1,5 @@
-"""The training loop for strategies Keras 3's `fit` cannot drive: MultiWorkerMirroredStrategy.
+"""The training loop for what Keras 3's `fit` cannot drive: MultiWorkerMirroredStrategy, and
+device input (`--input=device`, whose batches are indices that `feed` turns into images).
 
 Why a loop of our own: with TF 2.21 and Keras 3.15, `model.fit` under
 MultiWorkerMirroredStrategy fails before the first step (its symbolic build
@@ -18,7 +19,7 @@ the callbacks of workers other than the chief at a temporary directory.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import keras
@@ -42,10 +43,12 @@ def fit(
     steps_per_execution: int = 1,
     jit_compile: bool = False,
     verbose: int = 2,
-) -> None:
+    feed: Callable[[Any], tf.Tensor] | None = None,
+) -> keras.callbacks.History:
   """Trains `model` (compiled under `strategy.scope()`) from `initial_epoch` to `epochs`.
 
-  `train_ds` is the endless per-replica training input, `val_ds` the local
+  `train_ds` is the endless per-replica training input (with `feed`, device
+  input's: each replica's step first turns its batch's x into images), `val_ds` the local
   validation batches (every worker evaluates all of it: it is small, and the
   callbacks of every worker then see the same logs). `model.stop_training`
   (EarlyStopping) is honoured at the end of an epoch, when any worker sets it.
@@ -62,7 +65,7 @@ def fit(
   if initial_epoch:
     # The chief restored the backup (on_train_begin); the others take its state.
     sync_from_chief(strategy, [*model.weights, *model.optimizer.variables])
-  train_steps = _train_function(model, strategy, jit_compile)
+  train_steps = train_function(model, strategy, jit_compile, feed)
   evaluate = _eval_function(model)
   iterator = iter(train_ds)
   logs: dict[str, float] = {}
@@ -86,12 +89,14 @@ def fit(
       logging.info("Training stopped after epoch %d (stop_training).", epoch + 1)
       break
   callback_list.on_train_end(logs)
+  return model.history
 
 
-def _train_function(model: keras.Model, strategy: tf.distribute.Strategy,
-                    jit_compile: bool) -> Any:
+def train_function(model: keras.Model, strategy: tf.distribute.Strategy,
+                    jit_compile: bool, feed: Callable[[Any], tf.Tensor] | None = None) -> Any:
   """A tf.function running `steps` training steps; returns the global sums of
-  (per-step mean loss, correct predictions, examples)."""
+  (per-step mean loss, correct predictions, examples). `feed` runs first in each replica's
+  step, outside XLA (the image transform op has no XLA kernel)."""
 
   def gradients_of(x: Any, y: tf.Tensor, sample_weight: tf.Tensor | None) -> tuple[Any, ...]:
     with tf.GradientTape() as tape:
@@ -109,6 +114,8 @@ def _train_function(model: keras.Model, strategy: tf.distribute.Strategy,
 
   def replica_step(batch: Any) -> tf.Tensor:
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(batch)
+    if feed is not None:
+      x = feed(x)
     loss, y_pred, gradients = compute(x, y, sample_weight)
     # Keras's optimizer sums the gradients over all replicas (all-reduce) before applying.
     model.optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))

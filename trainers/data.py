@@ -190,6 +190,19 @@ def _augment(images: tf.Tensor, seed: tf.Tensor | None, strength: float | tf.Ten
   return jitter_intensity(images, intensity_seed, strength)
 
 
+def augment_for_training(images: tf.Tensor, seed: tf.Tensor,
+                         strength: float | tf.Tensor | tf.Variable,
+                         image_size: int = NATIVE_SIZE, channels: int = 1) -> tf.Tensor:
+  """A uint8 (B, 48, 48, 1) training batch -> augmented model input: the one definition for
+  both placements (the host pipeline here, the replica's step with trainers/device_input).
+
+  Augments at 48x48 grayscale in [0, 1] (cheapest), then resizes / makes RGB.
+  """
+  images = preprocess_images(images)
+  images = augment_batch(images, seed, strength)
+  return preprocess_images(images, image_size, channels)
+
+
 def shard_split(split: str, input_context: tf.distribute.InputContext | None, *,
                 dataset: str, data_dir: str | None,
                 ) -> tuple[Any, tf.distribute.InputContext | None]:
@@ -329,9 +342,9 @@ def make_dataset(
     ds = tf.data.Dataset.zip(ds, seeds)
 
     def augment(batch: tuple[tf.Tensor, ...], batch_seed: tf.Tensor) -> tuple[tf.Tensor, ...]:
-      images = preprocess_images(batch[0])  # float [0, 1] at 48x48: cheapest to augment
-      images = augment_batch(images, batch_seed, augment_strength)
-      return prepare(images, *batch[1:])
+      images = augment_for_training(batch[0], batch_seed, augment_strength, image_size,
+                                    channels)
+      return (images, *batch[1:])
 
     ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
   else:

@@ -19,7 +19,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
 
-from trainers import data, models
+from trainers import data, device_input, models
 from trainers.cli import UsageError, one_line
 from trainers.config import TrainConfig
 
@@ -170,12 +170,60 @@ def validation_input(config: TrainConfig, info: DataInfo) -> tf.data.Dataset:
                            **info.pipeline).map(one_hot(info.num_classes))
 
 
+@dataclasses.dataclass
+class TrainInputs:
+  """What training reads: `train` (distributed, endless), `validation` (local), the
+  callbacks the input needs, and with device input the `feed` that turns the host's
+  index batches into images inside each replica's step (None: `train` carries images)."""
+
+  train: Any
+  validation: tf.data.Dataset
+  callbacks: list[Any]
+  feed: device_input.Feed | None = None
+  placement: device_input.Placement | None = None
+
+
+def input_placement(config: TrainConfig, strategy: tf.distribute.Strategy,
+                    info: DataInfo) -> device_input.Placement:
+  """--input resolved for this run (device_input.choose), a UsageError when it cannot be."""
+  try:
+    return device_input.choose(config.input, strategy, info.train_examples,
+                               config.data_service)
+  except ValueError as e:
+    raise UsageError(str(e)) from None
+
+
+def device_train_input(strategy: tf.distribute.Strategy, config: TrainConfig, info: DataInfo,
+                       weights: np.ndarray | None, strength: float | tf.Variable,
+                       first_epoch: int = 0) -> tuple[Any, device_input.Feed]:
+  """--input=device: (the distributed index batches, the replicas' feed), the split copied
+  to every replica's device. Examples as `train_input`'s (info.pipeline's example_filter)."""
+  images, labels = device_input.load_split(
+      "train", dataset=info.dataset, data_dir=config.data_dir,
+      example_filter=info.pipeline.get("example_filter"))
+  resident = device_input.resident_images(strategy, images)
+  feed = device_input.Feed(resident, image_size=info.pipeline["image_size"],
+                           channels=info.pipeline["channels"], strength=strength)
+  indices = device_input.distributed_index_dataset(
+      strategy, labels, global_batch_size=config.batch_size,
+      steps_per_epoch=info.steps_per_epoch, seed=config.seed, first_epoch=first_epoch,
+      map_fn=one_hot(info.num_classes, weights))
+  return indices, feed
+
+
 def build_inputs(strategy: tf.distribute.Strategy, config: TrainConfig, info: DataInfo,
-                 weights: np.ndarray | None) -> tuple[Any, tf.data.Dataset, list[Any]]:
-  """(distributed training input, validation input, the callbacks the input needs)."""
+                 weights: np.ndarray | None, first_epoch: int = 0) -> TrainInputs:
+  """The run's inputs at its --input placement (logged); `first_epoch`: where a resumed run
+  starts (device input's order is by epoch number)."""
   strength = augment_strength(config)
-  return (train_input(strategy, config, info, weights, strength),
-          validation_input(config, info), augment_callbacks(config, strength))
+  placement = input_placement(config, strategy, info)
+  logging.info("Training input on the %s: %s.", placement.where, placement.reason)
+  callbacks = augment_callbacks(config, strength)
+  if placement.where == "device":
+    train, feed = device_train_input(strategy, config, info, weights, strength, first_epoch)
+    return TrainInputs(train, validation_input(config, info), callbacks, feed, placement)
+  return TrainInputs(train_input(strategy, config, info, weights, strength),
+                     validation_input(config, info), callbacks, None, placement)
 
 
 def label_counts(dataset: str, data_dir: str | None, num_classes: int) -> np.ndarray:
@@ -261,7 +309,8 @@ def build_model(config: TrainConfig, strategy: tf.distribute.Strategy, num_class
     keras.utils.set_random_seed(config.seed)
     try:
       model = models.build_model(config.model, num_classes=num_classes,
-                                 weights=config.weights, **config.hparams)
+                                 weights=config.weights, sync_batch_norm=config.sync_batch_norm,
+                                 **config.hparams)
     except (ValueError, OSError) as e:
       raise UsageError(f"--model={config.model}: {one_line(e)}") from None
     except Exception as e:

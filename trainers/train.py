@@ -91,20 +91,24 @@ def run(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = ())
                 f"{config.batch_size}, {replicas} replica(s)) into {model_dir}.")
   started = time.monotonic()
 
-  train_ds, val_ds, input_callbacks = task.build_inputs(strategy, config, info,
-                                                        task.class_weights(config, info))
+  inputs = task.build_inputs(strategy, config, info, task.class_weights(config, info),
+                             first_epoch=initial_epoch)
+  if chief and inputs.placement is not None:
+    console.say(f"Input on the {inputs.placement.where}: {inputs.placement.reason}.")
   verbose = (1 if sys.stdout.isatty() else 2) if chief else 0
   with _write_dir(strategy, model_dir) as write_dir:
-    fit_callbacks = training_callbacks(write_dir, best[0], [*input_callbacks, *callbacks],
+    fit_callbacks = training_callbacks(write_dir, best[0], [*inputs.callbacks, *callbacks],
                                        trained[0], ema=bool(config.ema))
-    if config.strategy in strategy_lib.CUSTOM_LOOP:
-      custom_loop.fit(model, strategy, train_ds, val_ds, epochs=config.epochs,
+    # Device input's batches are indices, which Keras's fit would feed to the model (its
+    # symbolic build calls the model on the first batch): our loop runs the feed first.
+    if config.strategy in strategy_lib.CUSTOM_LOOP or inputs.feed is not None:
+      custom_loop.fit(model, strategy, inputs.train, inputs.validation, epochs=config.epochs,
                       steps_per_epoch=info.steps_per_epoch, initial_epoch=initial_epoch,
                       callbacks=fit_callbacks, steps_per_execution=config.steps_per_execution,
-                      jit_compile=config.jit_compile, verbose=verbose)
+                      jit_compile=config.jit_compile, verbose=verbose, feed=inputs.feed)
     else:
-      model.fit(train_ds, epochs=config.epochs, steps_per_epoch=info.steps_per_epoch,
-                validation_data=val_ds, callbacks=fit_callbacks,
+      model.fit(inputs.train, epochs=config.epochs, steps_per_epoch=info.steps_per_epoch,
+                validation_data=inputs.validation, callbacks=fit_callbacks,
                 shuffle=False,  # make_dataset shuffles
                 verbose=verbose)
   if not chief:

@@ -24,8 +24,9 @@ import keras
 import keras_tuner as kt
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
-from trainers import data, models, task
+from trainers import custom_loop, data, models, task
 from trainers.config import TrainConfig
 from tuning import search_space
 from tuning.config import OBJECTIVE, SweepSettings
@@ -55,20 +56,35 @@ class Pipelines:
     self.num_classes = self.info.num_classes
     self.steps_per_epoch = self.info.steps_per_epoch
     self.class_weights = task.class_weights(config, self.info)
-    self._train: dict[float, tuple[Any, list[Any]]] = {}
+    self._train: dict[float, tuple[Any, list[Any], Any]] = {}
+    self._placement: Any = None
     self._validation: tf.data.Dataset | None = None
     self.builds: list[str] = []  # what was built, in order (tests, logs)
 
-  def train(self, augment_strength: float) -> tuple[Any, list[Any]]:
-    """The repeated, distributed training input at `augment_strength` (built on first use)
-    and the callbacks it needs (--augment_warmup_epochs: each trial ramps it from epoch 0)."""
+  def placement(self) -> Any:
+    """--input for this process's trials (task.input_placement), decided once and logged."""
+    if self._placement is None:
+      self._placement = task.input_placement(self.config, self.strategy, self.info)
+      logging.info("Trials' training input on the %s: %s.", self._placement.where,
+                   self._placement.reason)
+    return self._placement
+
+  def train(self, augment_strength: float) -> tuple[Any, list[Any], Any]:
+    """The repeated, distributed training input at `augment_strength` (built on first use),
+    the callbacks it needs (--augment_warmup_epochs: each trial ramps it from epoch 0), and
+    with device input the feed of the replicas' steps (else None)."""
     key = float(augment_strength)
     if key not in self._train:
       config = dataclasses.replace(self.config, augment_strength=key)
       strength = task.augment_strength(config)
-      self._train[key] = (
-          task.train_input(self.strategy, config, self.info, self.class_weights, strength),
-          task.augment_callbacks(config, strength))
+      callbacks = task.augment_callbacks(config, strength)
+      if self.placement().where == "device":
+        train, feed = task.device_train_input(self.strategy, config, self.info,
+                                              self.class_weights, strength)
+      else:
+        train, feed = task.train_input(self.strategy, config, self.info, self.class_weights,
+                                       strength), None
+      self._train[key] = (train, callbacks, feed)
       self.builds.append(f"train@{key:g}")
     return self._train[key]
 
@@ -155,20 +171,26 @@ class FerHyperModel(kt.HyperModel):
     assert self.pipelines is not None
     config = self.trial_config(hp)
     timer = _EpochTimer()
-    train, input_callbacks = self.pipelines.train(config.augment_strength)
+    train, input_callbacks, feed = self.pipelines.train(config.augment_strength)
+    # --ema: trials are scored on the averaged weights, as trainers.main validates.
+    callbacks = [*input_callbacks, *([keras.callbacks.SwapEMAWeights()] if config.ema else []),
+                 *kwargs.get("callbacks", []), timer]
+    epochs, initial_epoch = kwargs.get("epochs", config.epochs), kwargs.get("initial_epoch", 0)
     start = time.perf_counter()
-    history = model.fit(
-        train,
-        epochs=kwargs.get("epochs", config.epochs),
-        initial_epoch=kwargs.get("initial_epoch", 0),
-        steps_per_epoch=self.pipelines.steps_per_epoch,
-        validation_data=self.pipelines.validation(),
-        # --ema: trials are scored on the averaged weights, as trainers.main validates.
-        callbacks=[*input_callbacks, *([keras.callbacks.SwapEMAWeights()] if config.ema else []),
-                   *kwargs.get("callbacks", []), timer],
-        verbose=kwargs.get("verbose", 2),
-        shuffle=False,  # make_dataset shuffles
-    )
+    if feed is not None:  # device input: indices, fed in our loop's step (as train.py)
+      history = custom_loop.fit(
+          model, self.strategy, train, self.pipelines.validation(), epochs=epochs,
+          steps_per_epoch=self.pipelines.steps_per_epoch, initial_epoch=initial_epoch,
+          callbacks=callbacks, steps_per_execution=config.steps_per_execution,
+          jit_compile=config.jit_compile, verbose=kwargs.get("verbose", 2), feed=feed)
+    else:
+      history = model.fit(
+          train, epochs=epochs, initial_epoch=initial_epoch,
+          steps_per_epoch=self.pipelines.steps_per_epoch,
+          validation_data=self.pipelines.validation(), callbacks=callbacks,
+          verbose=kwargs.get("verbose", 2),
+          shuffle=False,  # make_dataset shuffles
+      )
     self.fit_seconds.append(time.perf_counter() - start)
     self.epoch_seconds.append(timer.seconds)
     return best_epoch_metrics(history.history, self.fit_seconds[-1])
