@@ -3,6 +3,7 @@
   python -m tools.bench.build     `tfds build fer2013` and loading it vs the notebook's CSV loop
   python -m tools.bench.encoding  image encodings of the TFDS feature: serialize, size, read
   python -m tools.bench.input     the training input pipeline alone (and via tf.data service)
+  python -m tools.bench.placement host CPU time per training image on one core: host vs device input
   python -m tools.bench.shards    reading fer2013's train split written in 1, 4, ..., 64 files
   python -m tools.bench.train     training throughput: our pipeline vs the notebook's numpy path
   python -m tools.bench.tuning    memory and time per trial of a tuning sweep
