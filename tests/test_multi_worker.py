@@ -177,15 +177,16 @@ def test_two_workers_with_device_input_match_one_process_with_host_input(data_di
   assert_same_history(multi_dir, single_dir)
 
 
+@pytest.mark.parametrize("multi_input", ["host", "device"])
 def test_two_workers_match_one_process_with_class_weights_smoothing_and_bf16(
-    unbalanced_data_dir, tmp_path):
+    unbalanced_data_dir, tmp_path, multi_input):
   """As above, with --class_weights=balanced on unbalanced labels, --label_smoothing and
   --mixed_precision (bfloat16 on CPU). Keras's `fit` does not weigh `metrics=["accuracy"]`
   by the sample (class) weights, so neither may the custom loop.
   Tolerance: relative 1e-3 (bfloat16 sums in another order)."""
   multi_dir, single_dir, _, _ = run_both(
       unbalanced_data_dir, tmp_path, "--class_weights=balanced", "--label_smoothing=0.1",
-      "--mixed_precision")
+      "--mixed_precision", multi_input=multi_input)
   assert_same_history(multi_dir, single_dir, rel=1e-3)
 
 
