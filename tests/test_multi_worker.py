@@ -327,7 +327,8 @@ def _read(path):
   return path.read_text() if path.exists() else ""
 
 
-def test_sigkill_a_worker_then_same_command_resumes(data_dir, tmp_path):
+@pytest.mark.parametrize("placement", ["host", "device"])
+def test_sigkill_a_worker_then_same_command_resumes(data_dir, tmp_path, placement):
   launcher = tmp_path / "slow_main.py"
   launcher.write_text(_SLOW_LAUNCHER)
   model_dir = tmp_path / "run"
@@ -335,7 +336,8 @@ def test_sigkill_a_worker_then_same_command_resumes(data_dir, tmp_path):
   chief_log, other_log = (Path(f"{progress}.{i}") for i in range(2))
   env = env_with_root(PROGRESS_FILE=str(progress), STEP_DELAY="0.3")
   command = [sys.executable, str(launcher), *args(data_dir, model_dir, "--epochs=3",
-                                                  "--max_steps_per_epoch=4", MULTI)]
+                                                  "--max_steps_per_epoch=4", MULTI,
+                                                  f"--input={placement}")]
   backup = model_dir / run_dir.BACKUP / "training_metadata.json"
 
   first = cluster.start_workers(command, 2, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
