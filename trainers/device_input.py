@@ -87,8 +87,7 @@ def choose(requested: str, strategy: tf.distribute.Strategy, num_examples: int,
   or the split's copies on one device would take more than MEMORY_SHARE of its
   memory. An explicit `device` that cannot work is a ValueError.
   """
-  needed = split_bytes(num_examples)
-  replicas_per_device = 1  # MirroredStrategy: one replica (and one copy) per device
+  needed = split_bytes(num_examples)  # one copy per device (a replica per device)
   if requested == "host":
     return Placement("host", "--input=host")
   blocker = None
@@ -101,7 +100,7 @@ def choose(requested: str, strategy: tf.distribute.Strategy, num_examples: int,
   if blocker:
     return Placement("host", blocker)
   memory, kind = device_memory_bytes(strategy)
-  share = needed * replicas_per_device / memory if memory else float("inf")
+  share = needed / memory if memory else float("inf")
   sizes = (f"the split is {needed / 2**20:.1f} MiB as uint8, {share:.1%} of one device's "
            f"memory ({kind}: {memory / 2**30:.1f} GiB)" if memory else
            f"the split is {needed / 2**20:.1f} MiB as uint8, the device's memory is unknown")
