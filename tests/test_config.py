@@ -52,7 +52,7 @@ def test_every_recipe_loads_and_sets_only_known_flags():
   assert {"quickstart", "recipe_fer_net", "sweep_improved_cnn"} <= set(configs.names())
   for name in configs.names():
     settings = configs.get(name)
-    assert settings and set(settings) <= trainer | sweep, name
+    assert settings and set(settings) <= trainer | sweep | {"model_hparams"}, name
     doc = __import__(f"trainers.configs.{name}", fromlist=["_"]).__doc__
     for part in ("Command:", "Machine:", "Time", "esult"):
       assert part in doc, f"{name}'s docstring says no {part}"
@@ -93,3 +93,24 @@ def test_sync_batch_norm_reaches_the_run_and_a_sweeps_trials():
   flags.FLAGS.unparse_flags()
   flags.FLAGS(["tuning.main", "--model=vgg_style", "--sync_batch_norm"])
   assert tuning_config.settings_from_flags(flags.FLAGS).train.sync_batch_norm
+
+
+def test_recipe_sets_model_hparams_and_an_hparams_file_wins(monkeypatch, tmp_path):
+  """A recipe's "model_hparams" reach the config; a file's update them; a key the model does not
+  take is a one-line error naming the recipe; the tuner's command refuses them."""
+  recipes = {"wide": {"model": "fer_net", "model_hparams": {"base_filters": 32, "dropout": 0.3}}}
+  monkeypatch.setattr(configs, "names", lambda: ["wide"])
+  monkeypatch.setattr(configs, "get", lambda name: dict(recipes[name]))
+  assert resolve("--config=wide").hparams == {"base_filters": 32, "dropout": 0.3}
+  file = tmp_path / "h.json"
+  file.write_text('{"dropout": 0.5}')
+  assert resolve("--config=wide", f"--hparams={file}").hparams == {
+      "base_filters": 32, "dropout": 0.5}
+  with pytest.raises(cli.UsageError, match="--config=wide: its model_hparams base_filters "
+                     "are not hparams of model improved_cnn"):
+    resolve("--config=wide", "--model=improved_cnn")
+  tuning_config.define_flags()
+  flags.FLAGS.unparse_flags()
+  flags.FLAGS(["tuning.main", "--config=wide"])
+  with pytest.raises(cli.UsageError, match="recipe sets model_hparams"):
+    tuning_config.settings_from_flags(flags.FLAGS)

@@ -237,11 +237,14 @@ def define_flags() -> None:
   define_dataclass_flags(TrainConfig, {"model": _model_help()})
 
 
-def apply_recipe(values: flags.FlagValues, allowed: Iterable[str]) -> dict[str, Any]:
+def apply_recipe(values: flags.FlagValues, allowed: Iterable[str],
+                 model_hparams: bool = False) -> dict[str, Any]:
   """Sets the flags of `--config=NAME`'s recipe that the command line did not give.
 
   Returns the recipe's settings ({} without --config). A key that is not one of
-  `allowed` flags is a UsageError naming the recipe.
+  `allowed` flags is a UsageError naming the recipe; with `model_hparams`, the
+  key "model_hparams" (the model's own hparams, a dict; "hparams" is the flag of
+  an hparams file) is allowed too and left to the caller.
   """
   name = values["config"].value if "config" in values else None
   if not name:
@@ -250,13 +253,13 @@ def apply_recipe(values: flags.FlagValues, allowed: Iterable[str]) -> dict[str, 
     recipe = configs.get(name)
   except ValueError as e:
     raise UsageError(f"--config={name}: {e}") from None
-  allowed = set(allowed)
+  allowed = set(allowed) | ({"model_hparams"} if model_hparams else set())
   unknown = sorted(set(recipe) - allowed)
   if unknown:
     raise UsageError(f"--config={name}: recipe sets {', '.join(unknown)}, which this command "
                      "does not take (a sweep recipe runs with python -m tuning.main)")
   for key, value in recipe.items():
-    if not values[key].present:
+    if key != "model_hparams" and not values[key].present:
       values[key].value = value
   return recipe
 
@@ -264,12 +267,13 @@ def apply_recipe(values: flags.FlagValues, allowed: Iterable[str]) -> dict[str, 
 def config_from_flags(values: flags.FlagValues = flags.FLAGS, recipe: bool = True) -> TrainConfig:
   """The TrainConfig of parsed flags: recipe, then --hparams file, then flags given.
 
-  `recipe=False`: the caller has applied --config already (tuning, whose recipes
-  also set sweep flags).
+  A recipe's "model_hparams" (e.g. fer_net's base_filters) come first;
+  an --hparams file's update them. `recipe=False`: the caller has applied
+  --config already (tuning, whose recipes also set sweep flags).
   """
   fields = {flag_name(f): f.name for f in flag_fields(TrainConfig)}
-  if recipe:
-    apply_recipe(values, fields)
+  recipe_hparams = dict(apply_recipe(values, fields, model_hparams=True).get(
+      "model_hparams") or {}) if recipe else {}
   settings = {field: values[name].value for name, field in fields.items()}
   given = {field for name, field in fields.items() if values[name].present}
   hparams: dict[str, Any] = {}
@@ -282,6 +286,14 @@ def config_from_flags(values: flags.FlagValues = flags.FLAGS, recipe: bool = Tru
                          f"{settings['model']}")
       settings["model"] = file_model
     settings.update({k: v for k, v in training.items() if k not in given})
+  if recipe_hparams:
+    taken = models.MODELS[settings["model"]].hparams
+    unknown = sorted(set(recipe_hparams) - set(taken))
+    if unknown:
+      raise UsageError(f"--config={values['config'].value}: its model_hparams {', '.join(unknown)} "
+                       f"are not hparams of model {settings['model']} (it takes "
+                       f"{', '.join(taken) or 'none'}); drop --model or the recipe")
+    hparams = {**recipe_hparams, **hparams}
   if not settings["model_dir"]:
     settings["model_dir"] = os.path.join("runs", settings["model"])
   check_distribution(settings)

@@ -3,7 +3,8 @@
 A recipe is a module here whose docstring says its command, the machine, the
 time and the measured result (or "not yet measured"), and whose `get_config()`
 returns the settings it changes from the defaults, by flag name:
-trainers/config.py's fields for `python -m trainers.main`, plus tuning's sweep
+trainers/config.py's fields for `python -m trainers.main` (and "model_hparams": the
+model's own, e.g. {"base_filters": 32} for fer_net), plus tuning's sweep
 flags for a sweep recipe (`python -m tuning.main --config=NAME`). Flags given on
 the command line win over the recipe: `--config=recipe_fer_net --epochs=5`.
 """
