@@ -272,8 +272,8 @@ def config_from_flags(values: flags.FlagValues = flags.FLAGS, recipe: bool = Tru
   --config already (tuning, whose recipes also set sweep flags).
   """
   fields = {flag_name(f): f.name for f in flag_fields(TrainConfig)}
-  recipe_hparams = dict(apply_recipe(values, fields, model_hparams=True).get(
-      "model_hparams") or {}) if recipe else {}
+  recipe_settings = apply_recipe(values, fields, model_hparams=True) if recipe else {}
+  recipe_hparams = dict(recipe_settings.get("model_hparams") or {})
   settings = {field: values[name].value for name, field in fields.items()}
   given = {field for name, field in fields.items() if values[name].present}
   hparams: dict[str, Any] = {}
