@@ -1,0 +1,62 @@
+"""tools/bench/model_rate.py: the models' step rate under any Keras backend (JAX on the GPU)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import pytest
+from absl import app
+
+from tools.bench import model_rate
+from trainers.models import build_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_measure_reports_the_model_it_trained_and_restores_the_policy():
+  row = model_rate.measure("fer_net:8", 4, "mixed_bfloat16", steps=2, windows=3, warmup_steps=1)
+  assert row["params"] == build_model("fer_net", base_filters=8).count_params()
+  assert row["params"] != build_model("fer_net").count_params()
+  assert len(row["window_rates"]) == 3
+  assert row["images_per_second"] == sorted(row["window_rates"])[1]
+  assert row["step_ms"] == pytest.approx(1000 * 4 / row["images_per_second"])
+  # The trainer's later models must not inherit the measured precision.
+  assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_a_model_entry_that_is_not_name_or_name_colon_width_is_a_usage_error():
+  assert model_rate.parse_model("fer_net:32") == ("fer_net", {"base_filters": 32})
+  assert model_rate.parse_model("improved_cnn") == ("improved_cnn", {})
+  with pytest.raises(app.UsageError, match="fer_net:32"):
+    model_rate.parse_model("fer_net:wide")
+
+
+def test_imports_and_builds_without_tensorflow():
+  """The GPU machines have JAX and no TensorFlow: nothing on this path may import it."""
+  code = ("import sys; sys.modules['tensorflow'] = None\n"
+          "from tools.bench import model_rate\n"
+          "from trainers.models import build_model\n"
+          "print(build_model('fer_net').count_params(), model_rate.describe_devices()['backend'])")
+  done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                        timeout=300, env={**os.environ, "KERAS_BACKEND": "numpy"})
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert done.stdout.split() == ["708359", "numpy"]
+
+
+def test_smoke_writes_json_and_markdown(tmp_path):
+  done = subprocess.run(
+      [sys.executable, "-m", "tools.bench.model_rate", "--smoke", f"--out={tmp_path}",
+       "--models=fer_net:8,improved_cnn", "--precisions=float32"],
+      cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  record = json.loads((tmp_path / "model_rate.json").read_text())
+  assert record["system"]["backend"] == "tensorflow"
+  rows = record["rows"]
+  assert [(r["model"], r["batch"], r["precision"]) for r in rows] == [
+      ("fer_net:8", 8, "float32"), ("improved_cnn", 8, "float32")]
+  assert all("error" not in r and r["images_per_second"] > 0 for r in rows)
+  table = (tmp_path / "model_rate.md").read_text()
+  assert "| improved_cnn | 647,111 | 8 | float32 |" in table
