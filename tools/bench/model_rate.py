@@ -122,8 +122,7 @@ def measure(entry: str, batch: int, precision: str, *, steps: int, windows: int,
         loss = model.train_on_batch(images, labels, return_dict=True)["loss"]
       rates.append(steps * batch / (time.perf_counter() - start))
   finally:
-    keras.mixed_precision.set_global_policy("float32")
-    keras.backend.clear_session()
+    keras.backend.clear_session()  # also resets the dtype policy to float32
   if not np.isfinite(loss):
     raise FloatingPointError(f"{entry} batch {batch} {precision}: loss {loss}")
   return {"model": entry, "params": model.count_params(), "batch": batch,
