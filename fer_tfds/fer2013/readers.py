@@ -243,7 +243,8 @@ def _fast_lines(data: bytes) -> Lines | None:
   rows, quoted newlines, bad UTF-8) returns None and the exact `csv` reader
   takes over, with its line numbers.
   """
-  first_line = data.split(b"\n", 1)[0]
+  end = data.find(b"\n")  # not data.split(): that copies the whole file (0.2 s for FER2013)
+  first_line = data if end < 0 else data[:end]
   names = [f"column{i}" for i in range(first_line.count(b",") + 1)]
   try:
     table = pa_csv.read_csv(
