@@ -6,6 +6,9 @@ import sys
 from pathlib import Path
 
 import fer_helpers as helpers
+import pytest
+
+pytestmark = pytest.mark.slow  # each runs whole recipes in fresh processes
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -71,6 +71,7 @@ _LAUNCHER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_training_through_the_service_survives_a_worker_kill(data_dir, tmp_path):
   launcher = tmp_path / "launcher.py"
   launcher.write_text(_LAUNCHER)

@@ -18,6 +18,7 @@ def data_dir(tmp_path_factory):
   return str(root / "tfds")
 
 
+@pytest.mark.slow
 def test_smoke_measures_every_axis_and_writes_json_and_markdown(data_dir, tmp_path):
   out = tmp_path / "check"
   done = subprocess.run(

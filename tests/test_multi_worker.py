@@ -327,6 +327,7 @@ def _read(path):
   return path.read_text() if path.exists() else ""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("placement", ["host", "device"])
 def test_sigkill_a_worker_then_same_command_resumes(data_dir, tmp_path, placement):
   launcher = tmp_path / "slow_main.py"

@@ -414,6 +414,7 @@ def _wait_for(predicate, process, timeout, what):
     time.sleep(0.05)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("placement", ["host", "device"])
 def test_sigkill_mid_epoch_then_same_command_resumes(data_dir, tmp_path, placement):
   launcher = write(tmp_path / "slow_main.py", _SLOW_LAUNCHER)

@@ -330,6 +330,7 @@ def _read(path):
   return path.read_text() if path.exists() else ""
 
 
+@pytest.mark.slow
 def test_sigkill_during_a_trial_then_the_same_command_resumes(data_dir, tmp_path):
   script = tmp_path / "slow_sweep.py"
   script.write_text(_SLOW_SWEEP)
