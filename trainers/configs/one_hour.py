@@ -31,19 +31,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from trainers.configs import speedrun
+
 
 def get_config() -> dict[str, Any]:
   return {
-      "dataset": "fer2013",
-      "model": "fer_net",
+      **speedrun.get_config(),
       "model_hparams": {"base_filters": 32},
       "epochs": 46,
-      "batch_size": 256,
-      "learning_rate": 4e-3,
-      "warmup_epochs": 2.0,
-      "label_smoothing": 0.1,
-      "mixed_precision": True,
-      "tta": "flip",
-      "eval_split": "test",
       "model_dir": "runs/one_hour",
   }
